@@ -1,0 +1,265 @@
+/* core/internal.h - the objects the core is made of, shared across the core/ sources.
+ *
+ * future ── the result cell: state, value/error, a FIFO list of waiters; one
+ *           spinlock guards the list and the transition out of PENDING.
+ * task ──── a future plus a fiber, a lazily allocated stack and scheduling
+ *           state. sched_state is the only word two workers race on:
+ *             SCHEDULED ─pop→ RUNNING ─switch out→ (scheduler) PARKED | SCHEDULED | DONE
+ *             PARKED ─wake→ SCHEDULED (the waker pushes it)
+ *           A waker that finds RUNNING sets NOTIFIED instead; the scheduler,
+ *           which moves RUNNING→PARKED only after the task's context is fully
+ *           saved, sees NOTIFIED and requeues. So no task is ever resumed
+ *           half-saved, and no wake-up is lost.
+ * handle ── a callback (call_soon, or a future's done callback) that runs on
+ *           a worker's own stack, queued like a task.
+ * worker ── one thread: LIFO slot, local run queue, stack cache, scheduler
+ *           fiber, counters. rt ── the workers, the global queue, the idle
+ *           protocol (core/idle.c), the task registry, loop services.
+ */
+#ifndef CORIO_CORE_INTERNAL_H
+#define CORIO_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "corio/corio.h"
+#include "fiber.h"
+#include "inject.h"
+#include "qnode.h"
+#include "runq.h"
+#include "spin.h"
+#include "stack.h"
+
+/* CORIO_NEVER(cond): believed impossible; checked and recovered from. */
+#define CORIO_NEVER(cond) __builtin_expect(!!(cond), 0)
+
+/* ---- futures ---- */
+
+enum corio__fut_state { FUT_PENDING = 0, FUT_DONE, FUT_FAILED, FUT_CANCELLED };
+enum corio__kind { KIND_FUTURE = 0, KIND_TASK, KIND_HANDLE };
+
+struct corio__waiter;
+/* Called with the future's lock held, once, when the future completes: must
+ * be short, must not take that future's lock, must not switch. */
+typedef void (*corio__waiter_fn)(struct corio__waiter *w, struct corio_future *f);
+
+struct corio__waiter {
+    struct corio__waiter *next, *prev;
+    corio__waiter_fn fire;
+    bool linked;               /* under the future's lock */
+};
+
+struct corio_future {
+    _Atomic uint32_t refs;
+    _Atomic uint8_t state;     /* enum corio__fut_state; written under lock */
+    uint8_t kind;              /* enum corio__kind */
+    atomic_bool retrieved;     /* the error was seen by somebody */
+    struct corio__spin lock;
+    struct corio__waiter *whead, *wtail;
+    void *value;
+    int err;
+    char *msg;                 /* error or cancel message, owned */
+    struct corio_rt *rt;
+};
+
+/* ---- the queued unit (task or handle) ---- */
+
+struct corio__snode {
+    struct corio__qnode q;
+    uint8_t kind;              /* KIND_TASK or KIND_HANDLE */
+};
+
+/* ---- callbacks ---- */
+
+enum { HANDLE_PENDING = 0, HANDLE_RUNNING, HANDLE_DONE, HANDLE_CANCELLED };
+
+struct corio_handle {
+    struct corio__snode node;
+    _Atomic uint32_t refs;
+    _Atomic int state;
+    corio_callback_fn fn;
+    void *arg;
+    corio_done_fn done_fn;     /* a done callback: done_fn(fut, arg) */
+    struct corio_future *fut;  /* referenced while queued */
+    struct corio__waiter w;    /* a done callback's registration on fut */
+    struct corio_rt *rt;
+};
+
+/* ---- tasks ---- */
+
+enum corio__sched {
+    TS_IDLE = 0,
+    TS_SCHEDULED = 1,
+    TS_RUNNING = 2,
+    TS_PARKED = 3,
+    TS_DONE = 4,
+    TS_STATE_MASK = 7,
+    TS_NOTIFIED = 8,
+};
+
+/* What a task tells its scheduler when it switches out. */
+enum corio__switch_reason { SW_YIELD = 1, SW_PARK, SW_DONE };
+
+struct corio_task {
+    struct corio_future fut;          /* first: a task is a future */
+    struct corio__snode node;
+    _Atomic uint32_t sched;           /* enum corio__sched */
+    atomic_bool must_cancel;          /* a cancel request not yet delivered */
+    _Atomic int cancel_requests;      /* cancelling() */
+    char *cancel_msg;                 /* under fut.lock */
+    struct corio__fiber fiber;
+    struct corio__stack stack;        /* lo == NULL until the first run */
+    size_t stack_size;                /* 0: default */
+    size_t stack_reserved;            /* bytes counted in the rt budget */
+    corio_fn fn;
+    void *arg;
+    char *name;
+    uint64_t id;
+    unsigned budget;                  /* operations since the last suspension */
+    uint64_t step_start_ns;           /* debug mode */
+    struct corio__waiter self_waiter; /* used by corio_future_await() */
+    /* registry (core/registry.c): alive tasks, under the shard's lock */
+    struct corio_task *reg_prev, *reg_next;
+    unsigned reg_shard;
+};
+
+/* ---- workers and the runtime ---- */
+
+struct corio__worker {
+    struct corio_rt *rt;
+    unsigned id;
+    pthread_t thread;
+    struct corio__fiber sched_fiber;  /* the worker's own context */
+    struct corio_task *current;       /* task running now, or NULL */
+    /* run-next slot (multi-worker only): exchanged by the owner, taken by a
+     * thief only in its last round when the owner is stuck. */
+    _Atomic(struct corio__snode *) lifo;
+    unsigned lifo_streak;
+    struct corio__runq runq;
+    struct corio__stack_cache stacks;
+    uint64_t tick;
+    uint64_t rng;
+    bool searching;
+    _Atomic uint32_t unpark_word;     /* core/park.c: 1 = notified */
+    uint64_t next_id, last_id;        /* block of task ids owned by this worker */
+    /* metrics: written by the owner, read racily */
+    _Atomic uint64_t m_polls, m_steals, m_stolen, m_overflows, m_parks,
+        m_remote, m_budget_yields;
+    _Atomic uint64_t objects_created, objects_freed;
+} __attribute__((aligned(64)));
+
+struct corio__registry_shard {
+    struct corio__spin lock;
+    struct corio_task *head;
+    _Atomic uint64_t count;
+} __attribute__((aligned(64)));
+
+struct corio__idle {
+    _Atomic uint32_t state;           /* (unparked << 16) | searching */
+    pthread_mutex_t lock;
+    unsigned *sleepers;               /* worker ids, under lock */
+    unsigned nsleepers;
+    uint8_t *wake_kind;               /* per worker, under lock: enum corio__wake */
+};
+
+enum corio__wake { WAKE_NONE = 0, WAKE_SEARCH, WAKE_STOP };
+
+enum corio__rt_state { RT_CREATED = 0, RT_RUNNING, RT_STOPPED };
+
+struct corio_rt {
+    unsigned nworkers;
+    struct corio__worker *workers;
+    struct corio__inject inject;
+    struct corio__idle idle;
+    struct corio__stack_arena arena;
+    struct corio__registry_shard *shards;   /* nworkers + 1 (external) */
+    _Atomic size_t stack_reserved;
+    size_t max_stack_memory;
+    _Atomic int state;
+    atomic_bool stopping;                   /* workers leave when idle */
+    _Atomic uint64_t ext_objects;           /* objects made off-worker, net */
+    _Atomic int64_t zombie_objects;         /* after destroy: left to free */
+    atomic_bool destroyed;
+    /* loop services */
+    pthread_mutex_t handler_lock;
+    corio_exception_handler handler;
+    void *handler_arg;
+    atomic_bool debug;
+    uint64_t slow_ns;
+};
+
+/* ---- cross-file internal API ---- */
+
+/* core/sched.c */
+struct corio__worker *corio__worker_current(void);
+void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool from_wake);
+void corio__task_wake(struct corio_task *t);
+int corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why);
+__attribute__((noreturn)) void corio__task_exit(struct corio_task *t);
+void corio__worker_main(struct corio__worker *w);
+void corio__rt_wake_all(struct corio_rt *rt);
+
+/* core/idle.c */
+int corio__idle_init(struct corio__idle *idle, unsigned nworkers);
+void corio__idle_fini(struct corio__idle *idle);
+void corio__idle_notify(struct corio_rt *rt);
+bool corio__idle_try_search(struct corio_rt *rt);
+bool corio__idle_end_search(struct corio_rt *rt);
+bool corio__idle_to_parked(struct corio_rt *rt, unsigned id, bool searching);
+bool corio__idle_from_parked(struct corio_rt *rt, unsigned id);
+void corio__idle_unpark_all(struct corio_rt *rt);
+
+/* core/park.c: the seam the I/O backend replaces */
+void corio__worker_park(struct corio__worker *w);
+void corio__worker_unpark(struct corio__worker *w);
+
+/* core/future.c */
+void corio__future_init(struct corio_future *f, struct corio_rt *rt, uint8_t kind);
+void corio__future_fini(struct corio_future *f);
+int corio__future_complete(struct corio_future *f, uint8_t state, void *value, int err,
+                           const char *msg, bool copy_msg);
+bool corio__future_add_waiter(struct corio_future *f, struct corio__waiter *w,
+                              corio__waiter_fn fire);
+void corio__future_remove_waiter(struct corio_future *f, struct corio__waiter *w);
+int corio__future_outcome(struct corio_future *f, void **value);
+void corio__future_report_unretrieved(struct corio_future *f);
+void corio__object_created(struct corio_rt *rt);
+void corio__object_freed(struct corio_rt *rt);
+
+/* core/task.c */
+void corio__task_free(struct corio_task *t);
+void corio__task_run_entry(void *value);
+int corio__task_cancel_request(struct corio_task *t, const char *msg);
+bool corio__task_take_cancel(struct corio_task *t);
+char *corio__task_cancel_msg(struct corio_task *t);
+
+/* core/registry.c */
+int corio__registry_init(struct corio_rt *rt);
+void corio__registry_fini(struct corio_rt *rt);
+void corio__registry_add(struct corio_rt *rt, struct corio_task *t, unsigned shard);
+void corio__registry_remove(struct corio_rt *rt, struct corio_task *t);
+void corio__registry_exclude(struct corio_task *t);
+uint64_t corio__registry_count(struct corio_rt *rt);
+int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,
+                             const struct corio_task *except);
+
+/* core/callback.c */
+int corio__handle_schedule_done(struct corio_rt *rt, struct corio_future *f, corio_done_fn fn,
+                                void *arg);
+void corio__handle_run(struct corio_handle *h);
+void corio__handle_drop(struct corio_handle *h);
+
+/* core/loop.c */
+void corio__report(struct corio_rt *rt, const char *message, struct corio_task *task,
+                   struct corio_future *f);
+void corio__debug_step_begin(struct corio__worker *w, struct corio_task *t);
+void corio__debug_step_end(struct corio__worker *w, struct corio_task *t);
+
+static inline struct corio_task *corio__task_of(struct corio_future *f)
+{
+    return f && f->kind == KIND_TASK ? (struct corio_task *)f : NULL;
+}
+
+#endif

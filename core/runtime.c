@@ -1,0 +1,312 @@
+/* core/runtime.c - creating, running and shutting down a runtime
+ * (asyncio.run and its loop's lifetime).
+ *
+ * corio_rt_run() starts workers 1..N-1 as threads and makes the calling
+ * thread worker 0. The first thing they run is an internal "runner" task
+ * (not listed by corio_all_tasks()) that spawns the main task, awaits it and
+ * then shuts down in asyncio.run()'s order: cancel every task still alive,
+ * wait for them (again, for tasks spawned meanwhile), report the errors that
+ * surfaced, then tell the workers to stop. Workers leave their loop once
+ * stopping is set and no work is left, and the caller joins them.
+ *
+ * After destroy, objects the user still references (a main task handle,
+ * say) keep the runtime's shell alive until the last one is freed
+ * (core/future.c, corio__object_freed). Destroy must not race with the
+ * runtime's objects being freed on other threads while it computes that
+ * count (corio/runtime.h says so).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_WORKERS 1024
+#define DEFAULT_MAX_STACK_MEMORY ((size_t)1 << 40)   /* 1 TiB of address space */
+#define DEFAULT_SLOW_NS 100000000ull                 /* asyncio: 100 ms */
+
+static unsigned env_unsigned(const char *name, unsigned fallback)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return fallback;
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    return *end || n == 0 || n > MAX_WORKERS ? fallback : (unsigned)n;
+}
+
+static unsigned default_workers(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return env_unsigned("CORIO_WORKERS", cpus > 0 ? (unsigned)cpus : 1);
+}
+
+static int workers_init(struct corio_rt *rt)
+{
+    rt->workers = aligned_alloc(64, sizeof *rt->workers * rt->nworkers);
+    if (!rt->workers)
+        return -ENOMEM;
+    memset(rt->workers, 0, sizeof *rt->workers * rt->nworkers);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct corio__worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->id = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+        corio__runq_init(&w->runq);
+        corio__stack_cache_init(&w->stacks);
+    }
+    return 0;
+}
+
+int corio_rt_create(corio_rt **out, const corio_rt_options *opts)
+{
+    if (!out)
+        return -EINVAL;
+    corio_rt_options o = opts ? *opts : (corio_rt_options){0};
+    if (o.workers > MAX_WORKERS)
+        return -EINVAL;
+    if (o.stack_size && (o.stack_size < CORIO_STACK_MIN_SIZE || o.stack_size > CORIO_STACK_MAX_SIZE))
+        return -EINVAL;
+    struct corio_rt *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return -ENOMEM;
+    rt->nworkers = o.workers ? o.workers : default_workers();
+    rt->max_stack_memory = o.max_stack_memory ? o.max_stack_memory : DEFAULT_MAX_STACK_MEMORY;
+    rt->slow_ns = o.slow_callback_ns ? o.slow_callback_ns : DEFAULT_SLOW_NS;
+    const char *dbg = getenv("CORIO_DEBUG");
+    atomic_init(&rt->debug, o.debug == 1 || (o.debug == 0 && dbg && *dbg && strcmp(dbg, "0")));
+    pthread_mutex_init(&rt->handler_lock, NULL);
+    int rc = corio__stack_arena_init(&rt->arena, o.stack_size);
+    if (rc < 0)
+        goto fail_arena;
+    if ((rc = corio__inject_init(&rt->inject)) < 0)
+        goto fail_inject;
+    if ((rc = corio__idle_init(&rt->idle, rt->nworkers)) < 0)
+        goto fail_idle;
+    if ((rc = workers_init(rt)) < 0)
+        goto fail_workers;
+    if ((rc = corio__registry_init(rt)) < 0)
+        goto fail_registry;
+    *out = rt;
+    return 0;
+fail_registry:
+    free(rt->workers);
+fail_workers:
+    corio__idle_fini(&rt->idle);
+fail_idle:
+    corio__inject_fini(&rt->inject);
+fail_inject:
+    corio__stack_arena_fini(&rt->arena);
+fail_arena:
+    pthread_mutex_destroy(&rt->handler_lock);
+    free(rt);
+    return rc;
+}
+
+struct runner {
+    corio_fn fn;
+    void *arg;
+    corio_task *main;
+    int spawn_rc;
+};
+
+/* One round: cancel every listed task and wait for all of them. Returns how
+ * many there were. */
+static int cancel_round(struct corio_rt *rt, corio_task *self)
+{
+    corio_task **list = NULL;
+    int n = corio__registry_snapshot(rt, &list, self);
+    if (n <= 0)
+        return n;
+    for (int i = 0; i < n; i++)
+        corio_task_cancel(list[i], NULL);
+    corio_gather_tasks(list, (size_t)n, CORIO_RETURN_EXCEPTIONS, NULL, NULL);
+    for (int i = 0; i < n; i++) {
+        if (corio_task_cancelled(list[i]))
+            continue;
+        struct corio_future *f = &list[i]->fut;
+        if (atomic_load_explicit(&f->state, memory_order_acquire) == FUT_FAILED)
+            corio__report(rt, "unhandled exception during corio_run() shutdown", list[i], f);
+    }
+    corio_task_list_free(list, n);
+    return n;
+}
+
+static void *runner_main(void *arg)
+{
+    struct runner *r = arg;
+    struct corio_rt *rt = corio_get_running_rt();
+    r->spawn_rc = corio_spawn(&r->main, r->fn, r->arg);
+    if (r->spawn_rc == 0) {
+        /* The runner is never cancelled, so this returns when main ended. */
+        while (!corio_task_done(r->main))
+            corio_await(r->main, NULL);
+        struct corio_future *f = &r->main->fut;
+        if (atomic_load_explicit(&f->state, memory_order_acquire) == FUT_FAILED) {
+            corio__report(rt, "main task failed", r->main, f);
+        }
+    }
+    while (cancel_round(rt, corio_current_task()) > 0)
+        ;
+    corio__rt_wake_all(rt);
+    return NULL;
+}
+
+static void *worker_thread(void *arg)
+{
+    corio__worker_main(arg);
+    return NULL;
+}
+
+static int spawn_runner(struct corio_rt *rt, struct runner *r)
+{
+    struct corio_task *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    corio__future_init(&t->fut, rt, KIND_TASK);
+    t->node.kind = KIND_TASK;
+    t->fn = runner_main;
+    t->arg = r;
+    t->name = strdup("corio-runner");
+    corio__registry_exclude(t);
+    corio__object_created(rt);
+    atomic_init(&t->sched, TS_SCHEDULED);
+    corio__inject_push(&rt->inject, &t->node.q);
+    return 0;
+}
+
+static int start_threads(struct corio_rt *rt, unsigned *started)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    int rc = 0;
+    for (*started = 1; *started < rt->nworkers; (*started)++) {
+        rc = -pthread_create(&rt->workers[*started].thread, &attr, worker_thread,
+                             &rt->workers[*started]);
+        if (rc < 0)
+            break;
+    }
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+int corio_rt_run(corio_rt *rt, corio_fn fn, void *arg, corio_task **main)
+{
+    if (!rt || !fn)
+        return -EINVAL;
+    int expect = RT_CREATED;
+    if (corio__worker_current() ||
+        !atomic_compare_exchange_strong(&rt->state, &expect, RT_RUNNING))
+        return -EBUSY;
+    /* Threads first: if one cannot be started, nothing has run yet. */
+    unsigned started = 1;
+    int rc = start_threads(rt, &started);
+    struct runner r = {.fn = fn, .arg = arg};
+    if (rc == 0)
+        rc = spawn_runner(rt, &r);
+    if (rc < 0)
+        corio__rt_wake_all(rt);   /* started workers find no work and leave */
+    else
+        corio__worker_main(&rt->workers[0]);
+    for (unsigned i = 1; i < started; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    atomic_store(&rt->state, RT_STOPPED);
+    if (rc == 0)
+        rc = r.spawn_rc;
+    if (rc == 0)
+        rc = corio_task_result(r.main, NULL);
+    if (main)
+        *main = r.main;
+    else
+        corio_task_unref(r.main);
+    return rc;
+}
+
+int corio_run(corio_fn fn, void *arg, const corio_rt_options *opts, void **result)
+{
+    if (!fn)
+        return -EINVAL;
+    if (corio__worker_current())
+        return -EBUSY;
+    corio_rt *rt;
+    int rc = corio_rt_create(&rt, opts);
+    if (rc < 0)
+        return rc;
+    corio_task *main = NULL;
+    rc = corio_rt_run(rt, fn, arg, &main);
+    if (main && rc == 0 && result)
+        corio_task_result(main, result);
+    corio_task_unref(main);
+    corio_rt_destroy(rt);
+    return rc;
+}
+
+static uint64_t outstanding_objects(struct corio_rt *rt)
+{
+    uint64_t n = atomic_load(&rt->ext_objects);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += atomic_load(&rt->workers[i].objects_created) -
+             atomic_load(&rt->workers[i].objects_freed);
+    return n;
+}
+
+/* Handles scheduled after the last task ended never ran: drop them. */
+static void drop_queued(struct corio_rt *rt)
+{
+    struct corio__qnode *q;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct corio__snode *l = atomic_exchange(&rt->workers[i].lifo, NULL);
+        if (l)
+            corio__handle_drop(corio__container_of(l, struct corio_handle, node));
+        while ((q = corio__runq_pop_owner(&rt->workers[i].runq)))
+            corio__handle_drop(corio__container_of(q, struct corio_handle, node.q));
+    }
+    while ((q = corio__inject_pop(&rt->inject)))
+        corio__handle_drop(corio__container_of(q, struct corio_handle, node.q));
+}
+
+int corio_rt_destroy(corio_rt *rt)
+{
+    if (!rt)
+        return -EINVAL;
+    if (atomic_load(&rt->state) == RT_RUNNING)
+        return -EBUSY;
+    drop_queued(rt);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        corio__stack_cache_fini(&rt->workers[i].stacks, &rt->arena);
+    corio__stack_arena_fini(&rt->arena);
+    corio__registry_fini(rt);
+    corio__idle_fini(&rt->idle);
+    corio__inject_fini(&rt->inject);
+    /* From here on, objects freed by other threads count down zombie_objects
+     * instead of the per-worker counters; the sum below includes them, so
+     * the count ends exact whatever the interleaving. */
+    atomic_store_explicit(&rt->destroyed, true, memory_order_seq_cst);
+    int64_t left = (int64_t)outstanding_objects(rt);
+    free(rt->workers);
+    rt->workers = NULL;
+    int64_t prev = atomic_fetch_add_explicit(&rt->zombie_objects, left, memory_order_acq_rel);
+    if (prev + left == 0) {
+        pthread_mutex_destroy(&rt->handler_lock);
+        free(rt);
+    }
+    return 0;
+}
+
+corio_rt *corio_get_running_rt(void)
+{
+    struct corio__worker *w = corio__worker_current();
+    return w ? w->rt : NULL;
+}
+
+unsigned corio_rt_workers(const corio_rt *rt)
+{
+    return rt ? rt->nworkers : 0;
+}
+
+int corio_worker_id(void)
+{
+    struct corio__worker *w = corio__worker_current();
+    return w ? (int)w->id : -1;
+}

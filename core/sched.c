@@ -1,0 +1,374 @@
+/* core/sched.c - the worker loop: where runnable work is found, how a task
+ * step runs, and what happens when it switches out.
+ *
+ * Order of taking work (DESIGN.md): LIFO slot (at most 3 in a row), local
+ * queue, every 61st tick the global queue first, then the global queue (a
+ * batch), then steal half of another worker's queue, then park.
+ *
+ * One worker = asyncio's order: no LIFO slot, no global-first tick, and the
+ * invariant "everything in the local queue is older than everything in the
+ * global queue" (a push goes to the global queue whenever that one is not
+ * empty or the local one is full), so taking local-then-global is strict
+ * FIFO.
+ *
+ * A task switches out to its worker's scheduler fiber with a reason; only
+ * then, with its context saved, does the scheduler publish its new state
+ * (see core/internal.h for the state machine). The scheduler fiber never
+ * migrates: it is the worker thread's own stack.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define GLOBAL_QUEUE_INTERVAL 61   /* Go and tokio check the global queue every 61 ticks */
+#define LIFO_MAX_STREAK 3          /* tokio: the LIFO slot may not starve the queue */
+#define INJECT_BATCH_MAX 128       /* DESIGN.md: an idle worker takes min(len/n + 1, 128) */
+
+static __thread struct corio__worker *tls_worker;
+
+/* Not inlined and opaque to IPA: a task may resume on another thread after
+ * any switch, so the TLS address must be computed afresh at every call. */
+__attribute__((noinline, noipa)) struct corio__worker *corio__worker_current(void)
+{
+    return tls_worker;
+}
+
+static bool single(const struct corio_rt *rt) { return rt->nworkers == 1; }
+
+static void push_local(struct corio__worker *w, struct corio__snode *n)
+{
+    struct corio_rt *rt = w->rt;
+    if (single(rt)) {
+        if (!corio__inject_is_empty(&rt->inject) || corio__runq_free_owner(&w->runq) == 0)
+            corio__inject_push(&rt->inject, &n->q);
+        else
+            corio__runq_push_owner(&w->runq, &n->q, &rt->inject);
+        return;
+    }
+    if (corio__runq_push_owner(&w->runq, &n->q, &rt->inject))
+        atomic_fetch_add_explicit(&w->m_overflows, 1, memory_order_relaxed);
+}
+
+void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
+{
+    struct corio__worker *w = corio__worker_current();
+    if (!w || w->rt != rt) {
+        corio__inject_push(&rt->inject, &n->q);
+        corio__idle_notify(rt);
+        return;
+    }
+    if (single(rt)) {
+        push_local(w, n);
+        return;
+    }
+    if (lifo) {
+        struct corio__snode *prev =
+            atomic_exchange_explicit(&w->lifo, n, memory_order_acq_rel);
+        if (!prev)
+            return;   /* runs next on this worker: nobody else needs waking */
+        n = prev;
+    }
+    push_local(w, n);
+    corio__idle_notify(rt);
+}
+
+void corio__task_wake(struct corio_task *t)
+{
+    uint32_t s = atomic_load_explicit(&t->sched, memory_order_acquire);
+    for (;;) {
+        uint32_t st = s & TS_STATE_MASK;
+        uint32_t next;
+        if (st == TS_PARKED)
+            next = TS_SCHEDULED;
+        else if (st == TS_RUNNING && !(s & TS_NOTIFIED))
+            next = s | TS_NOTIFIED;
+        else
+            return;   /* queued already, notified already, or done */
+        /* acq_rel: pairs with the release CAS RUNNING->PARKED in
+         * after_switch(), so the task's saved context is visible to whoever
+         * resumes it. */
+        if (atomic_compare_exchange_weak_explicit(&t->sched, &s, next, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            if (next == TS_SCHEDULED)
+                corio__schedule(t->fut.rt, &t->node, true);
+            return;
+        }
+    }
+}
+
+int corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why)
+{
+    struct corio__worker *w = corio__worker_current();
+    t->budget = 0;
+    corio__fiber_switch(&t->fiber, &w->sched_fiber, (void *)(uintptr_t)why);
+    return 0;
+}
+
+void corio__task_exit(struct corio_task *t)
+{
+    struct corio__worker *w = corio__worker_current();
+    corio__fiber_switch_final(&t->fiber, &w->sched_fiber, (void *)(uintptr_t)SW_DONE);
+}
+
+/* The task has ended (its future is complete): give back its stack and
+ * budget, drop it from the registry and drop the runtime's reference. */
+static void task_retire(struct corio__worker *w, struct corio_task *t)
+{
+    struct corio_rt *rt = w->rt;
+    atomic_store_explicit(&t->sched, TS_DONE, memory_order_release);
+    if (t->stack.lo) {
+        corio__fiber_destroy(&t->fiber);
+        corio__stack_free(&w->stacks, &rt->arena, &t->stack);
+        t->stack.lo = NULL;
+    }
+    atomic_fetch_sub_explicit(&rt->stack_reserved, t->stack_reserved, memory_order_relaxed);
+    corio__registry_remove(rt, t);
+    corio_task_unref(t);
+}
+
+static bool task_start(struct corio__worker *w, struct corio_task *t)
+{
+    /* Cancelled before it ever ran: asyncio throws CancelledError in before
+     * the first line, so the body never runs. */
+    if (atomic_load_explicit(&t->must_cancel, memory_order_acquire)) {
+        corio__future_complete(&t->fut, FUT_CANCELLED, NULL, 0, t->cancel_msg, true);
+        return false;
+    }
+    int rc = corio__stack_alloc(&w->stacks, &w->rt->arena, t->stack_size, &t->stack);
+    if (rc < 0) {
+        corio__future_complete(&t->fut, FUT_FAILED, NULL, rc, "cannot allocate a task stack",
+                               true);
+        return false;
+    }
+    corio__fiber_init(&t->fiber, t->stack.lo, t->stack.size, corio__task_run_entry);
+    return true;
+}
+
+static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_t why)
+{
+    if (CORIO_NEVER(!corio__stack_canary_ok(&w->rt->arena, &t->stack))) {
+        fprintf(stderr, "corio: stack overflow in task '%s' (%zu-byte stack)\n",
+                corio_task_name(t), t->stack.size);
+        abort();
+    }
+    if (why == SW_DONE) {
+        task_retire(w, t);
+        return;
+    }
+    if (why == SW_PARK) {
+        uint32_t expect = TS_RUNNING;
+        /* Pairs with the acq_rel CAS in corio__task_wake(): from here a
+         * waker on any core may push and resume the task. */
+        if (atomic_compare_exchange_strong_explicit(&t->sched, &expect, TS_PARKED,
+                                                    memory_order_release,
+                                                    memory_order_relaxed))
+            return;
+        /* Woken while it was still switching out: run it again later. */
+    }
+    atomic_store_explicit(&t->sched, TS_SCHEDULED, memory_order_relaxed);
+    push_local(w, &t->node);
+    if (!single(w->rt))
+        corio__idle_notify(w->rt);
+}
+
+static void run_task(struct corio__worker *w, struct corio_task *t)
+{
+    atomic_store_explicit(&t->sched, TS_RUNNING, memory_order_relaxed);
+    if (!t->stack.lo && !task_start(w, t)) {
+        task_retire(w, t);
+        return;
+    }
+    w->current = t;
+    corio__debug_step_begin(w, t);
+    void *why = corio__fiber_switch(&w->sched_fiber, &t->fiber, t);
+    corio__debug_step_end(w, t);
+    w->current = NULL;
+    after_switch(w, t, (uintptr_t)why);
+}
+
+static void run_node(struct corio__worker *w, struct corio__snode *n)
+{
+    atomic_fetch_add_explicit(&w->m_polls, 1, memory_order_relaxed);
+    if (n->kind == KIND_HANDLE)
+        corio__handle_run(corio__container_of(n, struct corio_handle, node));
+    else
+        run_task(w, corio__container_of(n, struct corio_task, node));
+}
+
+static struct corio__snode *snode_of(struct corio__qnode *q)
+{
+    return q ? corio__container_of(q, struct corio__snode, q) : NULL;
+}
+
+/* Take a batch from the global queue: run the first, queue the rest. */
+static struct corio__snode *take_global(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    size_t len = corio__inject_len(&rt->inject);
+    if (len == 0)
+        return NULL;
+    size_t want = len / rt->nworkers + 1;
+    if (want > INJECT_BATCH_MAX)
+        want = INJECT_BATCH_MAX;
+    size_t room = corio__runq_free_owner(&w->runq) + 1;
+    if (want > room)
+        want = room;
+    size_t got = 0;
+    struct corio__qnode *first = corio__inject_pop_batch(&rt->inject, want, &got);
+    if (!first)
+        return NULL;
+    atomic_fetch_add_explicit(&w->m_remote, got, memory_order_relaxed);
+    if (got > 1)
+        corio__runq_push_batch_owner(&w->runq, first->next, (unsigned)(got - 1));
+    return snode_of(first);
+}
+
+static struct corio__snode *next_local(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    w->tick++;
+    if (!single(rt) && w->tick % GLOBAL_QUEUE_INTERVAL == 0) {
+        struct corio__snode *n = snode_of(corio__inject_pop(&rt->inject));
+        if (n) {
+            atomic_fetch_add_explicit(&w->m_remote, 1, memory_order_relaxed);
+            return n;
+        }
+    }
+    if (atomic_load_explicit(&w->lifo, memory_order_relaxed)) {
+        struct corio__snode *n = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acquire);
+        if (n && w->lifo_streak < LIFO_MAX_STREAK) {
+            w->lifo_streak++;
+            return n;
+        }
+        if (n)
+            push_local(w, n);
+    }
+    w->lifo_streak = 0;
+    struct corio__snode *n = snode_of(corio__runq_pop_owner(&w->runq));
+    return n ? n : take_global(w);
+}
+
+static uint64_t next_rand(struct corio__worker *w)
+{
+    /* xorshift64: victims only need to be spread, not unpredictable. */
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+static struct corio__snode *steal(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    unsigned n = rt->nworkers;
+    unsigned start = (unsigned)(next_rand(w) % n);
+    for (unsigned i = 0; i < n; i++) {
+        struct corio__worker *v = &rt->workers[(start + i) % n];
+        if (v == w)
+            continue;
+        struct corio__qnode *q = corio__runq_steal_into(&v->runq, &w->runq);
+        if (q) {
+            atomic_fetch_add_explicit(&w->m_steals, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->m_stolen, corio__runq_len(&w->runq) + 1,
+                                      memory_order_relaxed);
+            return snode_of(q);
+        }
+    }
+    /* Last round: a LIFO slot whose owner is busy in a long step. */
+    for (unsigned i = 0; i < n; i++) {
+        struct corio__worker *v = &rt->workers[(start + i) % n];
+        if (v != w && atomic_load_explicit(&v->lifo, memory_order_relaxed)) {
+            struct corio__snode *s = atomic_exchange_explicit(&v->lifo, NULL, memory_order_acquire);
+            if (s)
+                return s;
+        }
+    }
+    return NULL;
+}
+
+static struct corio__snode *search(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    if (single(rt))
+        return NULL;
+    if (!w->searching) {
+        if (!corio__idle_try_search(rt))
+            return NULL;
+        w->searching = true;
+    }
+    struct corio__snode *n = steal(w);
+    return n ? n : take_global(w);
+}
+
+static bool work_pending(struct corio_rt *rt)
+{
+    if (!corio__inject_is_empty(&rt->inject))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (!corio__runq_is_empty(&rt->workers[i].runq) ||
+            atomic_load_explicit(&rt->workers[i].lifo, memory_order_relaxed))
+            return true;
+    return false;
+}
+
+static void park(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    bool was_searching = w->searching;
+    w->searching = false;
+    corio__idle_to_parked(rt, w->id, was_searching);
+    /* After the seq_cst transition: a producer that pushed before it either
+     * saw us listed (and wakes us) or its work is visible here. */
+    if (work_pending(rt) || atomic_load_explicit(&rt->stopping, memory_order_acquire))
+        corio__idle_notify(rt);
+    atomic_fetch_add_explicit(&w->m_parks, 1, memory_order_relaxed);
+    for (;;) {
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+            corio__idle_unpark_all(rt);
+            corio__idle_from_parked(rt, w->id);
+            return;
+        }
+        corio__worker_park(w);
+        if (corio__idle_from_parked(rt, w->id))
+            return;
+    }
+}
+
+void corio__worker_main(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    tls_worker = w;
+    corio__fiber_init_thread(&w->sched_fiber);
+    for (;;) {
+        struct corio__snode *n = next_local(w);
+        if (!n)
+            n = search(w);
+        if (!n) {
+            if (atomic_load_explicit(&rt->stopping, memory_order_acquire) && !work_pending(rt))
+                break;
+            park(w);
+            continue;
+        }
+        if (w->searching) {
+            w->searching = false;
+            /* The last searcher wakes another before it gets busy, so
+             * stealable work never waits for a busy worker. */
+            if (corio__idle_end_search(rt))
+                corio__idle_notify(rt);
+        }
+        run_node(w, n);
+    }
+    if (w->searching) {
+        w->searching = false;
+        corio__idle_end_search(rt);
+    }
+    tls_worker = NULL;
+}
+
+void corio__rt_wake_all(struct corio_rt *rt)
+{
+    atomic_store_explicit(&rt->stopping, true, memory_order_seq_cst);
+    corio__idle_unpark_all(rt);
+}

@@ -1,0 +1,11 @@
+/* corio/corio.h - everything: asyncio for C, on every core at once. */
+#ifndef CORIO_CORIO_H
+#define CORIO_CORIO_H
+
+#include "common.h"
+#include "future.h"
+#include "task.h"
+#include "runtime.h"
+#include "combinators.h"
+
+#endif

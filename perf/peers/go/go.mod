@@ -1,0 +1,3 @@
+module corio/perf/peers/go
+
+go 1.19

@@ -1,0 +1,437 @@
+/* tests/test_sched.c - the work-stealing scheduler: many tasks, stealing,
+ * no lost wake-ups, asyncio's order on one worker, fairness budget, idle
+ * workers that sleep.
+ *
+ * Sizes shrink under the sanitizers (they are 5-20x slower) but every
+ * behaviour is still exercised. CORIO_TEST_PINGPONG_S overrides the
+ * ping-pong duration.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <corio/corio.h>
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
+static corio_rt_options workers(unsigned n)
+{
+    return (corio_rt_options){.workers = n};
+}
+
+/* ---- a million tasks ---- */
+
+struct many {
+    size_t n;
+    uintptr_t sum;
+    int rc;
+};
+
+static void *return_index(void *arg)
+{
+    return arg;
+}
+
+static void *spawn_many(void *arg)
+{
+    struct many *m = arg;
+    corio_task **ts = malloc(m->n * sizeof *ts);
+    if (!ts) {
+        m->rc = -ENOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        m->rc = corio_spawn(&ts[i], return_index, (void *)(uintptr_t)i);
+        if (m->rc < 0)
+            return NULL;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        void *r = NULL;
+        int rc = corio_await(ts[i], &r);
+        if (rc < 0 && m->rc == 0)
+            m->rc = rc;
+        m->sum += (uintptr_t)r;
+        corio_task_unref(ts[i]);
+    }
+    free(ts);
+    return NULL;
+}
+
+static void sched_million_tasks(void **state)
+{
+    (void)state;
+    struct many m = {.n = SANITIZED ? 100000 : 1000000};
+    corio_rt_options o = workers(2);
+    assert_int_equal(corio_run(spawn_many, &m, &o, NULL), 0);
+    assert_int_equal(m.rc, 0);
+    assert_true(m.sum == (uintptr_t)m.n * (m.n - 1) / 2);
+}
+
+/* ---- stealing: tasks run on every worker ---- */
+
+#define MAX_W 8
+
+struct seen {
+    _Atomic unsigned on[MAX_W];
+};
+
+static void spin_us(unsigned us)
+{
+    uint64_t end = corio_time_ns() + us * 1000ull;
+    while (corio_time_ns() < end)
+        ;
+}
+
+static void *busy_record(void *arg)
+{
+    struct seen *s = arg;
+    spin_us(50);
+    int id = corio_worker_id();
+    if (id >= 0 && id < MAX_W)
+        atomic_fetch_add(&s->on[id], 1);
+    return NULL;
+}
+
+static void *spawn_busy(void *arg)
+{
+    enum { N = 2000 };
+    static corio_task *ts[N];
+    for (int i = 0; i < N; i++)
+        if (corio_spawn(&ts[i], busy_record, arg) < 0)
+            return NULL;
+    corio_gather_tasks(ts, N, 0, NULL, NULL);
+    for (int i = 0; i < N; i++)
+        corio_task_unref(ts[i]);
+    return NULL;
+}
+
+static void sched_stealing_runs_tasks_on_every_worker(void **state)
+{
+    (void)state;
+    for (unsigned nw = 2; nw <= 4; nw *= 2) {
+        struct seen s = {0};
+        corio_rt_options o = workers(nw);
+        assert_int_equal(corio_run(spawn_busy, &s, &o, NULL), 0);
+        unsigned total = 0;
+        for (unsigned i = 0; i < nw; i++) {
+            assert_true(atomic_load(&s.on[i]) > 0);
+            total += atomic_load(&s.on[i]);
+        }
+        assert_int_equal(total, 2000);
+    }
+}
+
+/* ---- no lost wake-up: ping-pong across workers with a watchdog ---- */
+
+struct pingpong {
+    corio_future *slot[2];      /* slot[i]: the future task i waits on next */
+    _Atomic uint64_t rounds;
+    _Atomic int stop;
+    int rc;
+};
+
+static void *pinger(void *arg, int me)
+{
+    struct pingpong *p = arg;
+    for (;;) {
+        corio_future *mine = p->slot[me];
+        void *v = NULL;
+        int rc = corio_await(mine, &v);
+        corio_future_unref(mine);
+        if (rc < 0) {
+            p->rc = rc;
+            return NULL;
+        }
+        if (v == (void *)2)
+            return NULL;
+        corio_future *next;
+        if (corio_future_create(&next) < 0) {
+            p->rc = -ENOMEM;
+            return NULL;
+        }
+        p->slot[me] = next;
+        atomic_fetch_add(&p->rounds, 1);
+        void *msg = atomic_load(&p->stop) ? (void *)2 : (void *)1;
+        corio_future *other = p->slot[!me];
+        /* The partner published its next future before completing ours;
+         * hold a reference while completing it, since the partner frees it
+         * as soon as it wakes. */
+        corio_future_ref(other);
+        corio_future_set_result(other, msg);
+        corio_future_unref(other);
+        if (msg == (void *)2) {
+            corio_future_unref(p->slot[me]);
+            return NULL;
+        }
+    }
+}
+
+static void *ping0(void *arg) { return pinger(arg, 0); }
+static void *ping1(void *arg) { return pinger(arg, 1); }
+
+static void *pingpong_main(void *arg)
+{
+    struct pingpong *p = arg;
+    corio_future_create(&p->slot[0]);
+    corio_future_create(&p->slot[1]);
+    corio_task *a, *b;
+    corio_spawn(&a, ping0, p);
+    corio_spawn(&b, ping1, p);
+    corio_future_set_result(p->slot[0], (void *)1);
+    corio_await(a, NULL);
+    corio_await(b, NULL);
+    corio_task_unref(a);
+    corio_task_unref(b);
+    return NULL;
+}
+
+struct watchdog {
+    struct pingpong *p;
+    double seconds;
+    _Atomic int done;
+};
+
+/* A plain thread: stops the ping-pong after the run time and fails the
+ * process if the round count stops moving (a lost wake-up hangs it). */
+static void *watch(void *arg)
+{
+    struct watchdog *wd = arg;
+    uint64_t last = 0;
+    int still = 0;
+    for (double t = 0; !atomic_load(&wd->done); t += 0.1) {
+        usleep(100000);
+        if (t >= wd->seconds)
+            atomic_store(&wd->p->stop, 1);
+        uint64_t now = atomic_load(&wd->p->rounds);
+        still = now == last ? still + 1 : 0;
+        last = now;
+        if (still >= 50) {
+            fprintf(stderr, "ping-pong stalled after %llu rounds: lost wake-up\n",
+                    (unsigned long long)now);
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+static void sched_pingpong_loses_no_wakeup(void **state)
+{
+    (void)state;
+    const char *env = getenv("CORIO_TEST_PINGPONG_S");
+    double secs = env ? atof(env) : (SANITIZED ? 3.0 : 10.0);
+    struct pingpong p = {0};
+    struct watchdog wd = {.p = &p, .seconds = secs};
+    pthread_t th;
+    pthread_create(&th, NULL, watch, &wd);
+    corio_rt_options o = workers(2);
+    int rc = corio_run(pingpong_main, &p, &o, NULL);
+    atomic_store(&wd.done, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(p.rc, 0);
+    assert_true(atomic_load(&p.rounds) > 1000);
+}
+
+/* ---- one worker: strict FIFO, like asyncio, past the local queue's size ---- */
+
+#define FIFO_TASKS 1000
+#define FIFO_STEPS 3
+
+struct fifo_log {
+    int entries[FIFO_TASKS * FIFO_STEPS];
+    int n;
+};
+
+struct fifo_arg {
+    struct fifo_log *log;
+    int id;
+};
+
+static void *fifo_task(void *arg)
+{
+    struct fifo_arg *a = arg;
+    for (int s = 0; s < FIFO_STEPS; s++) {
+        a->log->entries[a->log->n++] = a->id;
+        corio_yield();
+    }
+    return NULL;
+}
+
+static void *fifo_main(void *arg)
+{
+    static struct fifo_arg args[FIFO_TASKS];
+    static corio_task *ts[FIFO_TASKS];
+    for (int i = 0; i < FIFO_TASKS; i++) {
+        args[i] = (struct fifo_arg){.log = arg, .id = i};
+        corio_spawn(&ts[i], fifo_task, &args[i]);
+    }
+    corio_gather_tasks(ts, FIFO_TASKS, 0, NULL, NULL);
+    for (int i = 0; i < FIFO_TASKS; i++)
+        corio_task_unref(ts[i]);
+    return NULL;
+}
+
+static void sched_one_worker_runs_in_ready_order(void **state)
+{
+    (void)state;
+    static struct fifo_log log;
+    log.n = 0;
+    corio_rt_options o = workers(1);
+    assert_int_equal(corio_run(fifo_main, &log, &o, NULL), 0);
+    assert_int_equal(log.n, FIFO_TASKS * FIFO_STEPS);
+    for (int i = 0; i < log.n; i++)
+        assert_int_equal(log.entries[i], i % FIFO_TASKS);
+}
+
+/* ---- fairness: 128 ready operations in a row force a yield ---- */
+
+struct budget {
+    corio_future *ready;
+    _Atomic int other_ran;
+    int seen_before_end;
+};
+
+static void *other(void *arg)
+{
+    struct budget *b = arg;
+    atomic_store(&b->other_ran, 1);
+    return NULL;
+}
+
+static void *greedy(void *arg)
+{
+    struct budget *b = arg;
+    corio_future_create(&b->ready);
+    corio_future_set_result(b->ready, NULL);
+    corio_spawn(NULL, other, b);
+    for (int i = 0; i < 1000; i++)
+        corio_await(b->ready, NULL);   /* never suspends: it is done */
+    b->seen_before_end = atomic_load(&b->other_ran);
+    corio_future_unref(b->ready);
+    return NULL;
+}
+
+static void sched_budget_forces_a_yield(void **state)
+{
+    (void)state;
+    struct budget b = {0};
+    corio_rt_options o = workers(1);
+    corio_rt *rt;
+    assert_int_equal(corio_rt_create(&rt, &o), 0);
+    assert_int_equal(corio_rt_run(rt, greedy, &b, NULL), 0);
+    assert_int_equal(b.seen_before_end, 1);
+    corio_worker_metrics m;
+    assert_int_equal(corio_rt_worker_metrics(rt, 0, &m), 0);
+    assert_true(m.budget_yields >= 7);
+    assert_int_equal(corio_rt_destroy(rt), 0);
+}
+
+/* ---- an idle runtime sleeps ---- */
+
+struct idle {
+    corio_future *f;
+    pthread_t th;
+};
+
+static void *complete_later(void *arg)
+{
+    struct idle *i = arg;
+    usleep(400000);
+    corio_future_set_result(i->f, (void *)7);
+    return NULL;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void *idle_main(void *arg)
+{
+    struct idle *i = arg;
+    corio_future_create(&i->f);
+    pthread_create(&i->th, NULL, complete_later, i);
+    void *v = NULL;
+    int rc = corio_await(i->f, &v);
+    pthread_join(i->th, NULL);
+    corio_future_unref(i->f);
+    return rc == 0 ? v : NULL;
+}
+
+static void sched_idle_workers_use_no_cpu(void **state)
+{
+    (void)state;
+    struct idle i = {0};
+    corio_rt_options o = workers(2);
+    double before = cpu_seconds();
+    void *v = NULL;
+    assert_int_equal(corio_run(idle_main, &i, &o, &v), 0);
+    double used = cpu_seconds() - before;
+    assert_ptr_equal(v, (void *)7);
+    /* 0.4 s of waiting on two workers: a spinning worker would burn ~0.8 s. */
+    assert_true(used < 0.15);
+}
+
+/* ---- a tree of tasks on many workers ---- */
+
+static void *tree(void *arg)
+{
+    uintptr_t depth = (uintptr_t)arg;
+    if (depth == 0)
+        return (void *)1;
+    corio_task *kids[4];
+    for (int i = 0; i < 4; i++)
+        if (corio_spawn(&kids[i], tree, (void *)(depth - 1)) < 0)
+            return NULL;
+    void *res[4];
+    corio_gather_tasks(kids, 4, 0, res, NULL);
+    uintptr_t sum = 0;
+    for (int i = 0; i < 4; i++) {
+        sum += (uintptr_t)res[i];
+        corio_task_unref(kids[i]);
+    }
+    return (void *)sum;
+}
+
+static void sched_task_tree_on_many_workers(void **state)
+{
+    (void)state;
+    uintptr_t depth = SANITIZED ? 6 : 8;
+    for (unsigned nw = 1; nw <= 4; nw++) {
+        corio_rt_options o = workers(nw);
+        void *v = NULL;
+        assert_int_equal(corio_run(tree, (void *)depth, &o, &v), 0);
+        assert_true((uintptr_t)v == (uintptr_t)1 << (2 * depth));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sched_million_tasks),
+        cmocka_unit_test(sched_stealing_runs_tasks_on_every_worker),
+        cmocka_unit_test(sched_one_worker_runs_in_ready_order),
+        cmocka_unit_test(sched_budget_forces_a_yield),
+        cmocka_unit_test(sched_idle_workers_use_no_cpu),
+        cmocka_unit_test(sched_task_tree_on_many_workers),
+        cmocka_unit_test(sched_pingpong_loses_no_wakeup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
