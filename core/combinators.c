@@ -106,13 +106,17 @@ static void multi_register(struct multi *m)
 }
 
 /* After this no fire can touch @m: each removal waits on the future's lock. */
+static void multi_unregister(struct multi *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        corio__future_remove_waiter(m->fs[i], &m->c[i].w);
+}
+
 static void multi_fini(struct multi *m, bool drop_refs)
 {
-    for (size_t i = 0; i < m->n; i++) {
-        corio__future_remove_waiter(m->fs[i], &m->c[i].w);
-        if (drop_refs)
+    if (drop_refs)
+        for (size_t i = 0; i < m->n; i++)
             corio_future_unref(m->fs[i]);
-    }
     free(m->order);
     free(m->c);
     free(m->fs);
@@ -174,8 +178,9 @@ int corio_gather(corio_future *const *fs, size_t n, unsigned flags, void **resul
         }
         corio__task_switch_out(t, SW_PARK);
     }
-    multi_fini(&m, false);
+    multi_unregister(&m);
     gather_collect(&m, results, errors);
+    multi_fini(&m, false);
     if (cancelled)
         rc = -ECANCELED;
     else if (!return_exc && atomic_load(&m.nbad) > 0)
@@ -236,6 +241,7 @@ int corio_wait(corio_future *const *fs, size_t n, int return_when, corio_future 
         }
         corio__task_switch_out(t, SW_PARK);
     }
+    multi_unregister(&m);
     multi_fini(&m, false);
     size_t nd = 0, np = 0;
     for (size_t i = 0; i < n; i++) {
@@ -314,6 +320,7 @@ void corio_as_completed_destroy(corio_as_completed *it)
 {
     if (!it)
         return;
+    multi_unregister(&it->m);
     multi_fini(&it->m, true);
     free(it);
 }

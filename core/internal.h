@@ -215,6 +215,10 @@ void corio__idle_unpark_all(struct corio_rt *rt);
 void corio__worker_park(struct corio__worker *w);
 void corio__worker_unpark(struct corio__worker *w);
 
+/* core/overflow.c: per worker thread; returns what _fini frees */
+void *corio__overflow_thread_init(void);
+void corio__overflow_thread_fini(void *altstack);
+
 /* core/future.c */
 void corio__future_init(struct corio_future *f, struct corio_rt *rt, uint8_t kind);
 void corio__future_fini(struct corio_future *f);

@@ -95,7 +95,8 @@ int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,
             struct corio__registry_shard *s = &rt->shards[i];
             corio__spin_lock(&s->lock);
             for (struct corio_task *t = s->head; t; t = t->reg_next) {
-                if (t == except)
+                /* Ended, but not yet retired by its worker. */
+                if (t == except || corio_future_done(&t->fut))
                     continue;
                 if (n == cap) {
                     full = true;

@@ -340,6 +340,7 @@ void corio__worker_main(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
     tls_worker = w;
+    void *altstack = corio__overflow_thread_init();
     corio__fiber_init_thread(&w->sched_fiber);
     for (;;) {
         struct corio__snode *n = next_local(w);
@@ -364,6 +365,7 @@ void corio__worker_main(struct corio__worker *w)
         w->searching = false;
         corio__idle_end_search(rt);
     }
+    corio__overflow_thread_fini(altstack);
     tls_worker = NULL;
 }
 

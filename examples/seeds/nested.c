@@ -24,11 +24,12 @@
  * and nothing runs until it is either called or spawned. So:
  *   - `nested()` alone has no C counterpart (Python only warns on stderr that
  *     the coroutine was never awaited);
- *   - `await nested()` runs nested here as a task: corio_spawn() creates and
- *     schedules it, but it starts only when main_task suspends in
- *     corio_await(), which the check below makes visible. The other way to
- *     await a coroutine, a plain call on the caller's stack (no new task),
- *     is shown in await_others.c.
+ *   - `await nested()` is ported as a task that main_task awaits, to show
+ *     when a task runs: corio_spawn() creates and schedules it, but it
+ *     starts only once main_task suspends in corio_await(), which the check
+ *     below makes visible. (Awaiting a coroutine object creates no task in
+ *     Python; its exact C counterpart is a plain call on the caller's stack,
+ *     as in await_others.c. Both print 42.)
  */
 #include <corio/corio.h>
 
