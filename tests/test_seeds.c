@@ -351,7 +351,7 @@ static void seeds_sequential_await(void **state)
 
 static void seeds_async_iterator(void **state)
 {
-    static char numbers[99][4];
+    static char numbers[99][12]; /* room for any int */
     const char *lines[99];
 
     (void)state;
