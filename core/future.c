@@ -87,9 +87,17 @@ int corio__future_complete(struct corio_future *f, uint8_t state, void *value, i
     corio__spin_lock(&f->lock);
     if (atomic_load_explicit(&f->state, memory_order_relaxed) != FUT_PENDING) {
         corio__spin_unlock(&f->lock);
-        if (copy_msg)
-            free(owned);
+        free(owned);   /* copied here, or handed over by the caller */
         return -EINVAL;
+    }
+    if (state == FUT_RETURNED) {
+        struct corio_task *t = (struct corio_task *)f;
+        state = FUT_DONE;
+        if (atomic_load_explicit(&t->cancel_requests, memory_order_relaxed) > 0) {
+            state = FUT_CANCELLED;
+            value = NULL;
+            owned = t->cancel_msg ? strdup(t->cancel_msg) : NULL;
+        }
     }
     f->value = value;
     f->err = err;

@@ -38,6 +38,11 @@
 /* ---- futures ---- */
 
 enum corio__fut_state { FUT_PENDING = 0, FUT_DONE, FUT_FAILED, FUT_CANCELLED };
+/* For corio__future_complete() on a task that returned: DONE, or CANCELLED
+ * when a cancellation is counted, decided under the lock that
+ * corio_task_cancel() takes, so "cancel returned 1" and "the task ended
+ * cancelled" always agree. */
+#define FUT_RETURNED 0x10
 enum corio__kind { KIND_FUTURE = 0, KIND_TASK, KIND_HANDLE };
 
 struct corio__waiter;

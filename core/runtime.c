@@ -117,8 +117,10 @@ static int cancel_round(struct corio_rt *rt, corio_task *self)
 {
     corio_task **list = NULL;
     int n = corio__registry_snapshot(rt, &list, self);
-    if (n <= 0)
+    if (n <= 0) {
+        free(list);
         return n;
+    }
     for (int i = 0; i < n; i++)
         corio_task_cancel(list[i], NULL);
     corio_gather_tasks(list, (size_t)n, CORIO_RETURN_EXCEPTIONS, NULL, NULL);

@@ -132,7 +132,7 @@ static bool task_start(struct corio__worker *w, struct corio_task *t)
     /* Cancelled before it ever ran: asyncio throws CancelledError in before
      * the first line, so the body never runs. */
     if (atomic_load_explicit(&t->must_cancel, memory_order_acquire)) {
-        corio__future_complete(&t->fut, FUT_CANCELLED, NULL, 0, t->cancel_msg, true);
+        corio__future_complete(&t->fut, FUT_CANCELLED, NULL, 0, corio__task_cancel_msg(t), false);
         return false;
     }
     int rc = corio__stack_alloc(&w->stacks, &w->rt->arena, t->stack_size, &t->stack);

@@ -116,11 +116,8 @@ void corio__task_run_entry(void *value)
     struct corio_task *t = value;
     void *result = t->fn(t->arg);
     /* Returning with a cancellation still counted is letting CancelledError
-     * propagate (core/task.h's contract). */
-    if (atomic_load_explicit(&t->cancel_requests, memory_order_acquire) > 0)
-        corio__future_complete(&t->fut, FUT_CANCELLED, NULL, 0, t->cancel_msg, true);
-    else
-        corio__future_complete(&t->fut, FUT_DONE, result, 0, NULL, false);
+     * propagate (corio/task.h's contract). */
+    corio__future_complete(&t->fut, FUT_RETURNED, result, 0, NULL, false);
     corio__task_exit(t);
 }
 
@@ -144,6 +141,9 @@ int corio_raise(int err, const char *fmt, ...)
     corio__task_exit(t);
 }
 
+/* Under the future's lock, so it is ordered with the task's completion
+ * (FUT_RETURNED in core/future.c): either the request counts and the task
+ * ends cancelled, or the task had ended and the request returns 0. */
 int corio__task_cancel_request(struct corio_task *t, const char *msg)
 {
     if (corio_future_done(&t->fut))
@@ -152,14 +152,19 @@ int corio__task_cancel_request(struct corio_task *t, const char *msg)
     if (msg && !copy)
         return -ENOMEM;
     corio__spin_lock(&t->fut.lock);
+    if (atomic_load_explicit(&t->fut.state, memory_order_relaxed) != FUT_PENDING) {
+        corio__spin_unlock(&t->fut.lock);
+        free(copy);
+        return 0;
+    }
     if (copy) {
         free(t->cancel_msg);
         t->cancel_msg = copy;
     }
-    corio__spin_unlock(&t->fut.lock);
     atomic_fetch_add_explicit(&t->cancel_requests, 1, memory_order_relaxed);
     /* Pairs with the exchange in corio__task_take_cancel(). */
     atomic_store_explicit(&t->must_cancel, true, memory_order_release);
+    corio__spin_unlock(&t->fut.lock);
     corio__task_wake(t);
     return 1;
 }

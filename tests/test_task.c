@@ -2026,6 +2026,93 @@ static void cancel_stress_random_points(void **state)
     }
 }
 
+/* A task returning on one worker while another cancels it: corio_task_cancel()
+ * returns 1 only if the request was counted before the task ended, and then
+ * the task ends cancelled; 0 means it had ended, with its value. Each round
+ * the returning task spins (bounded) until the canceller says go, so the two
+ * usually meet within nanoseconds. */
+#define RACE_ROUNDS 2000
+#define RACE_SPIN_LIMIT 10000000
+
+struct race {
+    atomic_int go, spinning;
+    corio_task *victim;
+    int cancel_rc;
+};
+
+static void *return_on_go(void *arg)
+{
+    struct race *r = arg;
+
+    atomic_store(&r->spinning, 1);
+    for (long i = 0; i < RACE_SPIN_LIMIT && !atomic_load_explicit(&r->go, memory_order_acquire);
+         i++)
+        ;
+    return (void *)0x600d;
+}
+
+static void *cancel_on_go(void *arg)
+{
+    struct race *r = arg;
+
+    for (long i = 0; i < RACE_SPIN_LIMIT && !atomic_load(&r->spinning); i++)
+        ;
+    atomic_store_explicit(&r->go, 1, memory_order_release);
+    r->cancel_rc = corio_task_cancel(r->victim, NULL);
+    return NULL;
+}
+
+struct race_totals {
+    int requested, too_late, inconsistent, first_bad_rc;
+    bool first_bad_cancelled;
+};
+
+static void *race_main(void *arg)
+{
+    struct race_totals *tot = arg;
+
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        struct race r = {.cancel_rc = -1};
+        corio_task *c = NULL;
+        void *v = NULL;
+
+        if (corio_spawn(&r.victim, return_on_go, &r) < 0)
+            return NULL;
+        if (corio_spawn(&c, cancel_on_go, &r) == 0) {
+            corio_await(c, NULL);
+            corio_task_unref(c);
+        }
+        int rc = corio_await(r.victim, &v);
+        bool cancelled = corio_task_cancelled(r.victim);
+        bool ok = r.cancel_rc == 1 ? cancelled && rc == -ECANCELED
+                                   : r.cancel_rc == 0 && !cancelled && v == (void *)0x600d;
+        tot->requested += r.cancel_rc == 1;
+        tot->too_late += r.cancel_rc == 0;
+        if (!ok && tot->inconsistent++ == 0) {
+            tot->first_bad_rc = r.cancel_rc;
+            tot->first_bad_cancelled = cancelled;
+        }
+        corio_task_unref(r.victim);
+    }
+    return NULL;
+}
+
+static void cancel_racing_return_is_consistent(void **state)
+{
+    struct race_totals tot = {0};
+    unsigned workers = stress_workers < 2 ? 2 : stress_workers;
+
+    (void)state;
+    assert_int_equal(run_on(workers, race_main, &tot, NULL), 0);
+    print_message("cancel vs return: %d requested, %d too late, %d inconsistent\n",
+                  tot.requested, tot.too_late, tot.inconsistent);
+    if (tot.inconsistent)
+        print_message("first inconsistent round: cancel returned %d, task %s\n",
+                      tot.first_bad_rc, tot.first_bad_cancelled ? "cancelled" : "not cancelled");
+    assert_int_equal(tot.requested + tot.too_late, RACE_ROUNDS);
+    assert_int_equal(tot.inconsistent, 0);
+}
+
 /* ---- misuse ------------------------------------------------------------ */
 
 /* A finished main task of a runtime that ran: a future to misuse from
@@ -2150,6 +2237,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cancel_return_while_cancelling_ends_cancelled),
         cmocka_unit_test(cancel_done_task_returns_zero),
         cmocka_unit_test(cancel_stress_random_points),
+        cmocka_unit_test(cancel_racing_return_is_consistent),
         cmocka_unit_test(misuse_spawn_outside_runtime),
         cmocka_unit_test(misuse_yield_outside_task),
         cmocka_unit_test(misuse_await_outside_task),
