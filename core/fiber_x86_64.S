@@ -77,15 +77,26 @@ corio__fiber_asm_switch:
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
+    movl    (%rsp), %r8d
+    movzwl  4(%rsp), %r9d
 
     /* The switch proper: from here on we run on @to's stack. */
     movq    %rsp, (%rdi)
     movq    %rsi, %rsp
 
     /* @to's frame has the layout just saved, so the CFI above still
-     * describes where its registers and return address are. */
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
+     * describes where its registers and return address are.
+     * ldmxcsr and fldcw cost more than the rest of the switch together, and
+     * nearly every context runs with the same control words: reload them
+     * only when they differ. MXCSR bits 0-5 are sticky status flags, which
+     * the ABI does not preserve across calls, so they are left out of the
+     * comparison. */
+    xorl    (%rsp), %r8d
+    testl   $0xffc0, %r8d
+    jnz     2f
+    cmpw    4(%rsp), %r9w
+    jne     3f
+1:
     leaq    8(%rsp), %rsp
     .cfi_adjust_cfa_offset -8
     popq    %r15
@@ -108,6 +119,19 @@ corio__fiber_asm_switch:
     .cfi_restore %rbp
     movq    %rdx, %rax
     ret
+    /* Out of line: the control words differ. */
+    .cfi_adjust_cfa_offset 64
+    .cfi_rel_offset %rbp, 56
+    .cfi_rel_offset %rbx, 48
+    .cfi_rel_offset %r12, 40
+    .cfi_rel_offset %r13, 32
+    .cfi_rel_offset %r14, 24
+    .cfi_rel_offset %r15, 16
+2:
+    ldmxcsr (%rsp)
+3:
+    fldcw   4(%rsp)
+    jmp     1b
     .cfi_endproc
     .size   corio__fiber_asm_switch, .-corio__fiber_asm_switch
 

@@ -43,7 +43,7 @@ void corio__object_created(struct corio_rt *rt)
 {
     struct corio__worker *w = corio__worker_current();
     if (w && w->rt == rt)
-        atomic_fetch_add_explicit(&w->objects_created, 1, memory_order_relaxed);
+        corio__stat_add(w->objects_created, 1);
     else
         atomic_fetch_add_explicit(&rt->ext_objects, 1, memory_order_relaxed);
 }
@@ -61,7 +61,7 @@ void corio__object_freed(struct corio_rt *rt)
     }
     struct corio__worker *w = corio__worker_current();
     if (w && w->rt == rt)
-        atomic_fetch_add_explicit(&w->objects_freed, 1, memory_order_relaxed);
+        corio__stat_add(w->objects_freed, 1);
     else
         atomic_fetch_sub_explicit(&rt->ext_objects, 1, memory_order_relaxed);
 }
@@ -289,7 +289,7 @@ static void spend_budget(struct corio_task *t)
     if (++t->budget < BUDGET_OPS)
         return;
     struct corio__worker *w = corio__worker_current();
-    atomic_fetch_add_explicit(&w->m_budget_yields, 1, memory_order_relaxed);
+    corio__stat_add(w->m_budget_yields, 1);
     corio__task_switch_out(t, SW_YIELD);
 }
 

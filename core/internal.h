@@ -266,6 +266,14 @@ void corio__report(struct corio_rt *rt, const char *message, struct corio_task *
 void corio__debug_step_begin(struct corio__worker *w, struct corio_task *t);
 void corio__debug_step_end(struct corio__worker *w, struct corio_task *t);
 
+/* A counter only its owning worker writes: a plain load and store (no
+ * locked instruction on the hot path); readers on other threads get a
+ * racy but untorn snapshot. */
+#define corio__stat_add(counter, n)                                               \
+    atomic_store_explicit(&(counter),                                           \
+                          atomic_load_explicit(&(counter), memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
+
 static inline struct corio_task *corio__task_of(struct corio_future *f)
 {
     return f && f->kind == KIND_TASK ? (struct corio_task *)f : NULL;

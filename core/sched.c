@@ -47,7 +47,7 @@ static void push_local(struct corio__worker *w, struct corio__snode *n)
         return;
     }
     if (corio__runq_push_owner(&w->runq, &n->q, &rt->inject))
-        atomic_fetch_add_explicit(&w->m_overflows, 1, memory_order_relaxed);
+        corio__stat_add(w->m_overflows, 1);
 }
 
 void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
@@ -189,7 +189,7 @@ static void run_task(struct corio__worker *w, struct corio_task *t)
 
 static void run_node(struct corio__worker *w, struct corio__snode *n)
 {
-    atomic_fetch_add_explicit(&w->m_polls, 1, memory_order_relaxed);
+    corio__stat_add(w->m_polls, 1);
     if (n->kind == KIND_HANDLE)
         corio__handle_run(corio__container_of(n, struct corio_handle, node));
     else
@@ -218,7 +218,7 @@ static struct corio__snode *take_global(struct corio__worker *w)
     struct corio__qnode *first = corio__inject_pop_batch(&rt->inject, want, &got);
     if (!first)
         return NULL;
-    atomic_fetch_add_explicit(&w->m_remote, got, memory_order_relaxed);
+    corio__stat_add(w->m_remote, got);
     if (got > 1)
         corio__runq_push_batch_owner(&w->runq, first->next, (unsigned)(got - 1));
     return snode_of(first);
@@ -231,7 +231,7 @@ static struct corio__snode *next_local(struct corio__worker *w)
     if (!single(rt) && w->tick % GLOBAL_QUEUE_INTERVAL == 0) {
         struct corio__snode *n = snode_of(corio__inject_pop(&rt->inject));
         if (n) {
-            atomic_fetch_add_explicit(&w->m_remote, 1, memory_order_relaxed);
+            corio__stat_add(w->m_remote, 1);
             return n;
         }
     }
@@ -270,9 +270,8 @@ static struct corio__snode *steal(struct corio__worker *w)
             continue;
         struct corio__qnode *q = corio__runq_steal_into(&v->runq, &w->runq);
         if (q) {
-            atomic_fetch_add_explicit(&w->m_steals, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&w->m_stolen, corio__runq_len(&w->runq) + 1,
-                                      memory_order_relaxed);
+            corio__stat_add(w->m_steals, 1);
+            corio__stat_add(w->m_stolen, corio__runq_len(&w->runq) + 1);
             return snode_of(q);
         }
     }
@@ -323,7 +322,7 @@ static void park(struct corio__worker *w)
      * saw us listed (and wakes us) or its work is visible here. */
     if (work_pending(rt) || atomic_load_explicit(&rt->stopping, memory_order_acquire))
         corio__idle_notify(rt);
-    atomic_fetch_add_explicit(&w->m_parks, 1, memory_order_relaxed);
+    corio__stat_add(w->m_parks, 1);
     for (;;) {
         if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
             corio__idle_unpark_all(rt);

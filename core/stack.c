@@ -1,13 +1,450 @@
-/* core/stack.c - interim: one mapping per stack, until the pooled arena lands (being written now). */
-#include <sys/mman.h>
-#include <errno.h>
-#include <unistd.h>
+/* core/stack.c - task stacks (see core/stack.h for the layout and ownership).
+ *
+ * Three tiers, fastest first:
+ *   - a worker's cache: an array used as a LIFO, touched only by its owner,
+ *     so the stack freed last (pages resident, lines warm) is reused first;
+ *   - the arena's free list, under the arena lock: stacks that caches gave
+ *     back, always after MADV_DONTNEED, so a stack in it costs no memory;
+ *   - fresh slots carved from the arena's last region (a new region is mapped
+ *     when it is used up), also under the lock.
+ * A cache that runs dry takes a batch (REFILL_BATCH) from the second or third
+ * tier at once, so the lock is taken once per batch, not once per task. A
+ * cache that grows past CORIO_STACK_CACHE_HIGH gives its coldest half back.
+ *
+ * Guards. The mode is chosen once, at arena init, by trying
+ * MADV_GUARD_INSTALL on a scratch mapping: Linux 6.13+ accepts it, and a
+ * guard installed that way neither splits the VMA nor disappears under
+ * MADV_DONTNEED. Older kernels answer EINVAL and we fall back to a canary
+ * word at stack_lo. Each slot's guard page is installed when the slot is
+ * carved, never again: nothing that happens to a stack afterwards (reuse,
+ * DONTNEED of its usable range) removes it. Only usable ranges are ever
+ * DONTNEED'd: that keeps guards in place in every mode, including mprotect.
+ *
+ * Failures never abort: a refused mapping is -ENOMEM from alloc. free cannot
+ * fail, so when it cannot find room for a stack (an allocation for the cache
+ * or the free list failed) it gives the stack's memory back with
+ * MADV_DONTNEED and forgets the slot: address space is lost, memory is not,
+ * and the region is still unmapped whole by arena_fini.
+ */
 #include "stack.h"
-int corio__stack_arena_init(struct corio__stack_arena *a, size_t d){ a->page=4096; a->slot_size=d?d:CORIO_STACK_DEFAULT_SIZE; a->guard=CORIO_GUARD_MADVISE; return 0;}
-void corio__stack_arena_fini(struct corio__stack_arena *a){(void)a;}
-void corio__stack_cache_init(struct corio__stack_cache *c){c->n=0;}
-void corio__stack_cache_fini(struct corio__stack_cache *c, struct corio__stack_arena *a){(void)c;(void)a;}
-int corio__stack_alloc(struct corio__stack_cache *c, struct corio__stack_arena *a, size_t size, struct corio__stack *out){(void)c; size_t s=size?size:a->slot_size; void *p=mmap(0,s,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE,-1,0); if(p==MAP_FAILED) return -ENOMEM; out->lo=p; out->size=s; out->map=p; out->map_len=s; return 0;}
-void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *a, struct corio__stack *s){(void)c;(void)a; munmap(s->map,s->map_len);}
-bool corio__stack_canary_ok(const struct corio__stack_arena *a, const struct corio__stack *s){(void)a;(void)s;return true;}
-bool corio__stack_in_guard(const struct corio__stack *s, const void *addr, size_t page){ return (const char*)addr >= (const char*)s->lo - page && (const char*)addr < (const char*)s->lo; }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102  /* include/uapi/asm-generic/mman-common.h, Linux 6.13 */
+#endif
+
+/* How many stacks a dry cache takes from the arena at once: one lock round
+ * trip per 32 tasks started, and a batch of fresh slots is 32 guard
+ * installs, about 30 us of syscalls. */
+#define REFILL_BATCH 32
+
+/* vm.max_map_count headroom kept for everything that is not a task stack:
+ * libraries, thread stacks with their guards (the elastic pool alone may
+ * start 512 threads), io_uring rings and buffer rings. */
+#define MAP_SLACK 2048
+
+static size_t stride(const struct corio__stack_arena *a)
+{
+    return a->page + a->slot_size;
+}
+
+static size_t region_len(const struct corio__stack_arena *a)
+{
+    return (size_t)CORIO_STACK_REGION_SLOTS * stride(a);
+}
+
+static size_t round_up(size_t n, size_t page)
+{
+    return (n + page - 1) & ~(page - 1);
+}
+
+static void *map_anon(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static enum corio__guard_mode probe_guard_mode(size_t page)
+{
+#ifdef CORIO_STACK_MPROTECT_GUARDS
+    (void)page;
+    return CORIO_GUARD_MPROTECT;
+#else
+    enum corio__guard_mode mode = CORIO_GUARD_CANARY;
+    void *p = map_anon(2 * page);
+
+    /* Any refusal (EINVAL on older kernels, EPERM under a seccomp filter
+     * that does not know the advice) means the canary; so does a failed
+     * scratch mapping, the mode that needs nothing from the kernel. */
+    if (p) {
+        if (madvise(p, page, MADV_GUARD_INSTALL) == 0)
+            mode = CORIO_GUARD_MADVISE;
+        munmap(p, 2 * page);
+    }
+    return mode;
+#endif
+}
+
+/* Makes the page at @guard a guard in mode @mode. Canary mode has no guard
+ * page to mark: the canary is written at alloc. */
+static int install_guard(enum corio__guard_mode mode, void *guard, size_t page)
+{
+    switch (mode) {
+    case CORIO_GUARD_MADVISE:
+        return madvise(guard, page, MADV_GUARD_INSTALL) == 0 ? 0 : -ENOMEM;
+    case CORIO_GUARD_MPROTECT:
+        return mprotect(guard, page, PROT_NONE) == 0 ? 0 : -ENOMEM;
+    case CORIO_GUARD_CANARY:
+        break;
+    }
+    return 0;
+}
+
+static void write_canary(const struct corio__stack_arena *a, struct corio__stack *s)
+{
+    if (a->guard == CORIO_GUARD_CANARY) {
+        uint64_t c = CORIO_STACK_CANARY;
+        memcpy(s->lo, &c, sizeof c);
+    }
+}
+
+int corio__stack_arena_init(struct corio__stack_arena *a, size_t default_size)
+{
+    long page = sysconf(_SC_PAGESIZE);
+
+    memset(a, 0, sizeof *a);
+    if (page <= 0)
+        page = 4096;
+    if (default_size == 0)
+        default_size = CORIO_STACK_DEFAULT_SIZE;
+    if (default_size < CORIO_STACK_MIN_SIZE || default_size > CORIO_STACK_MAX_SIZE)
+        return -EINVAL;
+    a->page = (size_t)page;
+    a->slot_size = round_up(default_size, a->page);
+    a->guard = probe_guard_mode(a->page);
+    if (pthread_mutex_init(&a->lock, NULL) != 0)
+        return -ENOMEM;
+    /* No region yet: the first carve maps one. */
+    a->next_slot = CORIO_STACK_REGION_SLOTS;
+    return 0;
+}
+
+void corio__stack_arena_fini(struct corio__stack_arena *a)
+{
+    for (size_t i = 0; i < a->nregions; i++)
+        munmap(a->regions[i], region_len(a));
+    free(a->regions);
+    free(a->free);
+    pthread_mutex_destroy(&a->lock);
+    a->regions = NULL;
+    a->nregions = a->cap_regions = 0;
+    a->free = NULL;
+    a->nfree = a->cap_free = 0;
+}
+
+void corio__stack_cache_init(struct corio__stack_cache *c)
+{
+    /* The array is allocated by the first alloc or free that needs it:
+     * init cannot fail, and a worker that never runs a task costs nothing. */
+    c->slots = NULL;
+    c->n = 0;
+    c->cap = 0;
+}
+
+/* Room for CORIO_STACK_CACHE_HIGH + 1 entries: a push may take the cache one
+ * past the high-water mark, and the spill right after brings it back. */
+static bool cache_ready(struct corio__stack_cache *c)
+{
+    if (c->slots)
+        return true;
+    c->slots = malloc((CORIO_STACK_CACHE_HIGH + 1) * sizeof *c->slots);
+    if (!c->slots)
+        return false;
+    c->cap = CORIO_STACK_CACHE_HIGH + 1;
+    return true;
+}
+
+static void release_memory(struct corio__stack *s)
+{
+    madvise(s->lo, s->size, MADV_DONTNEED);
+}
+
+/* Appends @n stacks to the arena's free list; they must already be
+ * DONTNEED'd. Returns how many it took (all, or 0 when growing failed). */
+static size_t arena_take(struct corio__stack_arena *a, const struct corio__stack *s, size_t n)
+{
+    pthread_mutex_lock(&a->lock);
+    if (a->nfree + n > a->cap_free) {
+        size_t cap = a->cap_free ? a->cap_free : CORIO_STACK_CACHE_HIGH;
+        while (cap < a->nfree + n)
+            cap *= 2;
+        struct corio__stack *grown = realloc(a->free, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&a->lock);
+            return 0;
+        }
+        a->free = grown;
+        a->cap_free = cap;
+    }
+    memcpy(a->free + a->nfree, s, n * sizeof *s);
+    a->nfree += n;
+    pthread_mutex_unlock(&a->lock);
+    return n;
+}
+
+/* Moves the @n coldest (oldest) cached stacks to the arena. */
+static void cache_spill(struct corio__stack_cache *c, struct corio__stack_arena *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        release_memory(&c->slots[i]);
+    /* On failure the stacks are already without memory: forget them (see
+     * the essay) rather than keep the cache above its mark. */
+    arena_take(a, c->slots, n);
+    memmove(c->slots, c->slots + n, (c->n - n) * sizeof *c->slots);
+    c->n -= n;
+}
+
+void corio__stack_cache_fini(struct corio__stack_cache *c, struct corio__stack_arena *a)
+{
+    if (c->n)
+        cache_spill(c, a, c->n);
+    free(c->slots);
+    corio__stack_cache_init(c);
+}
+
+/* Maps a new region; called with the arena lock held. */
+static int arena_grow(struct corio__stack_arena *a)
+{
+    if (a->nregions == a->cap_regions) {
+        size_t cap = a->cap_regions ? 2 * a->cap_regions : 8;
+        void **grown = realloc(a->regions, cap * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        a->regions = grown;
+        a->cap_regions = cap;
+    }
+    void *r = map_anon(region_len(a));
+    if (!r)
+        return -ENOMEM;
+    a->regions[a->nregions++] = r;
+    a->next_slot = 0;
+    return 0;
+}
+
+/* Fills the (empty) cache with up to REFILL_BATCH stacks: returned ones
+ * first, else fresh slots of the last region. */
+static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena *a)
+{
+    char *base;
+    size_t first, n;
+
+    pthread_mutex_lock(&a->lock);
+    if (a->nfree) {
+        n = a->nfree < REFILL_BATCH ? a->nfree : REFILL_BATCH;
+        a->nfree -= n;
+        memcpy(c->slots, a->free + a->nfree, n * sizeof *c->slots);
+        c->n = n;
+        pthread_mutex_unlock(&a->lock);
+        return 0;
+    }
+    if (a->next_slot == CORIO_STACK_REGION_SLOTS) {
+        int err = arena_grow(a);
+        if (err) {
+            pthread_mutex_unlock(&a->lock);
+            return err;
+        }
+    }
+    base = a->regions[a->nregions - 1];
+    first = a->next_slot;
+    n = CORIO_STACK_REGION_SLOTS - first;
+    if (n > REFILL_BATCH)
+        n = REFILL_BATCH;
+    a->next_slot += n;
+    pthread_mutex_unlock(&a->lock);
+
+    /* The carved slots are ours alone now: guard them outside the lock. A
+     * slot whose guard the kernel refuses is never handed out. */
+    for (size_t i = 0; i < n; i++) {
+        char *slot = base + (first + i) * stride(a);
+        if (install_guard(a->guard, slot, a->page) != 0)
+            continue;
+        c->slots[c->n].lo = slot + a->page;
+        c->slots[c->n].size = a->slot_size;
+        c->slots[c->n].map = NULL;
+        c->slots[c->n].map_len = 0;
+        c->n++;
+    }
+    return c->n ? 0 : -ENOMEM;
+}
+
+/* A stack of a non-default size: its own mapping, guard page at the bottom. */
+static int alloc_own(struct corio__stack_arena *a, size_t size, struct corio__stack *out)
+{
+    size_t len = a->page + size;
+    char *map = map_anon(len);
+
+    if (!map)
+        return -ENOMEM;
+    if (install_guard(a->guard, map, a->page) != 0) {
+        munmap(map, len);
+        return -ENOMEM;
+    }
+    out->lo = map + a->page;
+    out->size = size;
+    out->map = map;
+    out->map_len = len;
+    write_canary(a, out);
+    return 0;
+}
+
+int corio__stack_alloc(struct corio__stack_cache *c, struct corio__stack_arena *a,
+                       size_t size, struct corio__stack *out)
+{
+    if (size != 0) {
+        if (size < CORIO_STACK_MIN_SIZE || size > CORIO_STACK_MAX_SIZE)
+            return -EINVAL;
+        size = round_up(size, a->page);
+        if (size != a->slot_size)
+            return alloc_own(a, size, out);
+    }
+    if (c->n == 0) {
+        if (!cache_ready(c))
+            return -ENOMEM;
+        int err = cache_refill(c, a);
+        if (err)
+            return err;
+    }
+    *out = c->slots[--c->n];
+    write_canary(a, out);
+    return 0;
+}
+
+void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *a,
+                       struct corio__stack *s)
+{
+    if (s->map) {
+        munmap(s->map, s->map_len);
+        return;
+    }
+    if (!cache_ready(c)) {
+        release_memory(s);
+        arena_take(a, s, 1);
+        return;
+    }
+    if (c->n == c->cap) {
+        /* Only when an earlier spill could not hand stacks over. */
+        cache_spill(c, a, c->n / 2);
+    }
+    c->slots[c->n++] = *s;
+    if (c->n > CORIO_STACK_CACHE_HIGH)
+        cache_spill(c, a, c->n / 2);
+}
+
+bool corio__stack_canary_ok(const struct corio__stack_arena *a, const struct corio__stack *s)
+{
+    uint64_t c;
+
+    if (a->guard != CORIO_GUARD_CANARY)
+        return true;
+    memcpy(&c, s->lo, sizeof c);
+    return c == CORIO_STACK_CANARY;
+}
+
+bool corio__stack_in_guard(const struct corio__stack *s, const void *addr, size_t page)
+{
+    uintptr_t lo = (uintptr_t)s->lo, p = (uintptr_t)addr;
+
+    return p < lo && p >= lo - page;
+}
+
+/* Reads a small decimal file; -1 when it cannot. */
+static long long read_number(const char *path)
+{
+    char buf[64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return strtoll(buf, NULL, 10);
+}
+
+/* Mappings the process holds now: lines of /proc/self/maps; 0 when unknown. */
+static size_t count_maps(void)
+{
+    char buf[16384];
+    size_t lines = 0;
+    ssize_t n;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return 0;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    close(fd);
+    return lines;
+}
+
+static size_t sat_add(size_t x, size_t y)
+{
+    return x > SIZE_MAX - y ? SIZE_MAX : x + y;
+}
+
+int corio__stack_check_map_count(const struct corio__stack_arena *a, size_t stacks,
+                                 char *msg, size_t msglen)
+{
+    long long limit = read_number("/proc/sys/vm/max_map_count");
+    size_t need, usable;
+    const char *alt;
+
+    if (msg && msglen)
+        msg[0] = '\0';
+    /* No procfs (a sandbox): nothing to check against, let the kernel decide. */
+    if (limit <= 0)
+        return 0;
+    if (a->guard == CORIO_GUARD_MPROTECT) {
+        /* mprotect splits each slot into two VMAs: guard and stack. */
+        need = stacks > SIZE_MAX / 2 ? SIZE_MAX : 2 * stacks;
+        alt = "build without CORIO_STACK_MPROTECT_GUARDS (one mapping per "
+              "512 stacks)";
+    } else {
+        need = stacks / CORIO_STACK_REGION_SLOTS + 1;
+        alt = "run fewer tasks at once";
+    }
+    need = sat_add(sat_add(need, count_maps()), MAP_SLACK);
+    /* 90%: the kernel counts mappings that come and go under us (thread
+     * stacks, malloc arenas), so stop short of the exact limit. */
+    usable = (size_t)(limit / 10 * 9);
+    if (need <= usable)
+        return 0;
+    if (msg && msglen) {
+        unsigned long long want = need >= SIZE_MAX / 10 * 9 ? 0
+                                  : (unsigned long long)need / 9 * 10 + 10;
+        if (want)
+            snprintf(msg, msglen,
+                     "corio: vm.max_map_count=%lld cannot hold %zu guarded stacks "
+                     "(about %zu mappings needed); raise it with "
+                     "sysctl -w vm.max_map_count=%llu or %s",
+                     limit, stacks, need, want, alt);
+        else
+            snprintf(msg, msglen,
+                     "corio: vm.max_map_count=%lld cannot hold %zu guarded stacks "
+                     "(more mappings than any limit allows); %s",
+                     limit, stacks, alt);
+    }
+    return -ENOMEM;
+}

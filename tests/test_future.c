@@ -743,6 +743,46 @@ static void future_remove_done_callback_counts_and_prevents(void **state)
     assert_int_equal(atomic_load(&rep.n), 0);
 }
 
+/* Cancelling completes: the callbacks run and see a cancelled future. That
+ * holds when the cancel comes from dropping the last reference to a pending
+ * future too: the future must stay valid until its callbacks have run. */
+static void *cancel_callbacks_main(void *arg)
+{
+    struct cb_log *log = arg;
+    struct cb_arg a1 = {log, 1}, a2 = {log, 2};
+    corio_future *f, *g;
+
+    CHECK_EQ(&log->ck, corio_future_create(&f), 0);
+    CHECK_EQ(&log->ck, corio_future_add_done_callback(f, log_cb, &a1), 0);
+    CHECK_EQ(&log->ck, corio_future_cancel(f, NULL), 1);
+    CHECK_EQ(&log->ck, atomic_load(&log->n), 0);
+    CHECK_EQ(&log->ck, corio_yield(), 0);
+    CHECK_EQ(&log->ck, atomic_load(&log->n), 1);
+    corio_future_unref(f);
+
+    CHECK_EQ(&log->ck, corio_future_create(&g), 0);
+    CHECK_EQ(&log->ck, corio_future_add_done_callback(g, log_cb, &a2), 0);
+    corio_future_unref(g);
+    CHECK_EQ(&log->ck, corio_yield(), 0);
+    CHECK_EQ(&log->ck, atomic_load(&log->n), 2);
+    return NULL;
+}
+
+static void future_cancel_schedules_done_callbacks(void **state)
+{
+    (void)state;
+    struct cb_log log = {0};
+    struct reports rep = {0};
+    run_main(1, cancel_callbacks_main, &log, &rep);
+    assert_checks(&log.ck);
+    assert_int_equal(atomic_load(&log.n), 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(log.ids[i], i + 1);
+        assert_int_equal(log.results[i], -ECANCELED);
+    }
+    assert_int_equal(atomic_load(&rep.n), 0);
+}
+
 /* ---- completion from a plain thread ------------------------------------ */
 
 #define XTHREAD_ROUNDS 50
@@ -1083,6 +1123,7 @@ int main(void)
         cmocka_unit_test(future_done_callbacks_scheduled_in_order),
         cmocka_unit_test(future_done_callback_added_after_completion),
         cmocka_unit_test(future_remove_done_callback_counts_and_prevents),
+        cmocka_unit_test(future_cancel_schedules_done_callbacks),
         cmocka_unit_test(future_set_from_plain_thread_wakes_task),
         cmocka_unit_test(future_unretrieved_exception_reported),
         cmocka_unit_test(future_retrieved_exception_not_reported),

@@ -59,8 +59,11 @@ CORIO_API int corio_rt_create(corio_rt **out, const corio_rt_options *opts);
  * that is not a worker. */
 CORIO_API int corio_rt_run(corio_rt *rt, corio_fn fn, void *arg, corio_task **main);
 
-/* corio_rt_destroy - free a runtime that is not running. Returns 0, -EINVAL
- * (NULL), -EBUSY (running). Call from: any thread that is not its worker. */
+/* corio_rt_destroy - free a runtime that is not running. Tasks and futures
+ * of @rt that are still referenced (a main task handle, say) stay valid; the
+ * runtime's last bytes go with the last of them. Do not unref them on other
+ * threads while destroy runs. Returns 0, -EINVAL (NULL), -EBUSY (running).
+ * Call from: any thread that is not its worker. */
 CORIO_API int corio_rt_destroy(corio_rt *rt);
 
 /* corio_get_running_rt - the runtime of the calling worker, NULL elsewhere
