@@ -210,7 +210,15 @@ void corio_future_unref(corio_future *f)
         corio__task_free((struct corio_task *)f);
         return;
     }
-    corio__future_complete(f, FUT_CANCELLED, NULL, 0, NULL, false);
+    if (atomic_load_explicit(&f->state, memory_order_acquire) == FUT_PENDING) {
+        /* Cancelling schedules the done callbacks, and each queued one takes
+         * a reference (done_fire): hold one across the completion so they
+         * can outlive this call; the last of them frees the future. */
+        atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+        corio__future_complete(f, FUT_CANCELLED, NULL, 0, NULL, false);
+        if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+            return;
+    }
     corio__future_report_unretrieved(f);
     struct corio_rt *rt = f->rt;
     corio__future_fini(f);

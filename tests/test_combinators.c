@@ -232,6 +232,20 @@ static void *gather_futures_main(void *arg)
     }
     CHECK_EQ(&c->ck, corio_await(setter, NULL), 0);
     corio_task_unref(setter);
+
+    /* The same future twice gives its value twice. */
+    corio_future *twice[3];
+    void *r3[3] = {0};
+    twice[0] = twice[2] = new_future(&c->ck);
+    twice[1] = new_future(&c->ck);
+    CHECK_EQ(&c->ck, corio_future_set_result(twice[1], V(1)), 0);
+    CHECK_EQ(&c->ck, corio_future_set_result(twice[0], V(2)), 0);
+    CHECK_EQ(&c->ck, corio_gather(twice, 3, 0, r3, NULL), 0);
+    CHECK_PTR(&c->ck, r3[0], V(2));
+    CHECK_PTR(&c->ck, r3[1], V(1));
+    CHECK_PTR(&c->ck, r3[2], V(2));
+    corio_future_unref(twice[0]);
+    corio_future_unref(twice[1]);
     return NULL;
 }
 
@@ -425,6 +439,7 @@ static void gather_return_exceptions_collects_errors(void **state)
 struct gcancel {
     struct checks ck;
     bool exact;
+    unsigned flags;                   /* of the gather */
     corio_future *ready;
     corio_future *gate[NCH];          /* child i > 0 awaits gate[i] */
     corio_task *child[NCH];
@@ -456,7 +471,7 @@ static void *gcancel_gatherer(void *arg)
 {
     struct gcancel *g = arg;
     CHECK_EQ(&g->ck, corio_future_set_result(g->ready, NULL), 0);
-    g->gather_rc = corio_gather_tasks(g->child, NCH, 0, NULL, NULL);
+    g->gather_rc = corio_gather_tasks(g->child, NCH, g->flags, NULL, NULL);
     for (int i = 0; i < NCH; i++) {
         g->done_at_return[i] = corio_task_done(g->child[i]);
         g->cleaned_at_return[i] = g->cleaned[i];
@@ -527,9 +542,12 @@ static void *gcancel_main(void *arg)
 static void gather_cancel_cancels_children(void **state)
 {
     (void)state;
-    struct gcancel g = {.exact = true};
+    /* Collecting errors or not, a cancelled gather ends -ECANCELED. */
+    struct gcancel g = {.exact = true}, ge = {.exact = true, .flags = CORIO_RETURN_EXCEPTIONS};
     run_main(1, gcancel_main, &g);
     assert_checks(&g.ck);
+    run_main(1, gcancel_main, &ge);
+    assert_checks(&ge.ck);
     for (unsigned w = 2; w <= 4; w += 2)
         for (int r = 0; r < REPEAT; r++) {
             struct gcancel m = {0};
@@ -577,6 +595,8 @@ static void *gather_args_main(void *arg)
     fs[0] = NULL;
     fs[1] = c->f;
     CHECK_EQ(&c->ck, corio_gather(fs, 2, CORIO_RETURN_EXCEPTIONS, NULL, NULL), -EINVAL);
+    corio_task *ts[2] = {c->task, NULL};
+    CHECK_EQ(&c->ck, corio_gather_tasks(ts, 2, 0, NULL, NULL), -EINVAL);
     CHECK(&c->ck, !corio_future_done(c->f));
     /* From a thread that is not a worker. */
     CHECK_EQ(&c->ck, pthread_create(&th, NULL, gather_outside_thread, c), 0);

@@ -8,7 +8,8 @@
  * not cross a fiber or a thread): they record what they saw with CHECK*(),
  * and the case asserts once the runtime has shut down. Order-sensitive cases
  * run on one worker, where ready tasks and callbacks run in asyncio's order;
- * the cross-thread case also runs on 2 and 4 workers, repeated.
+ * the cross-thread and many-awaiter cases also run on 2 and 4 workers,
+ * repeated.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -355,10 +356,20 @@ static void future_set_exception_rejects_bad_codes(void **state)
 
 /* ---- cancel: 1, then 0 ------------------------------------------------- */
 
+static void *yield_until_cancelled(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++)
+        if (corio_yield() == -ECANCELED)
+            return NULL;
+    return V(1);
+}
+
 static void *cancel_main(void *arg)
 {
     struct checks *ck = arg;
     corio_future *f, *g;
+    corio_task *t;
     const char *m = NULL;
 
     CHECK_EQ(ck, corio_future_create(&f), 0);
@@ -377,6 +388,15 @@ static void *cancel_main(void *arg)
     CHECK_EQ(ck, corio_future_cancel(g, NULL), 0);
     CHECK(ck, !corio_future_cancelled(g));
 
+    /* On a task's future it requests the task's cancellation. */
+    CHECK_EQ(ck, corio_spawn(&t, yield_until_cancelled, NULL), 0);
+    CHECK_EQ(ck, corio_future_cancel(corio_task_future(t), "task, stop"), 1);
+    CHECK_EQ(ck, corio_task_cancelling(t), 1);
+    CHECK_EQ(ck, corio_await(t, NULL), -ECANCELED);
+    CHECK(ck, corio_task_cancelled(t));
+    CHECK_EQ(ck, corio_future_cancel(corio_task_future(t), NULL), 0);
+
+    corio_task_unref(t);
     corio_future_unref(f);
     corio_future_unref(g);
     return NULL;
@@ -548,6 +568,123 @@ static void future_done_and_cancelled_snapshots(void **state)
     run_main(1, snapshots_main, &ck, &rep);
     assert_checks(&ck);
     assert_int_equal(atomic_load(&rep.n), 0);
+}
+
+/* ---- awaiting a done future does not suspend ------------------------------ */
+
+struct ticker_case {
+    struct checks ck;
+    atomic_int ticks;
+    atomic_bool stop;
+};
+
+static void *ticker(void *arg)
+{
+    struct ticker_case *c = arg;
+    while (!atomic_load(&c->stop)) {
+        atomic_fetch_add(&c->ticks, 1);
+        corio_yield();
+    }
+    return NULL;
+}
+
+static void *await_done_main(void *arg)
+{
+    struct ticker_case *c = arg;
+    corio_future *f;
+    corio_task *t;
+    int i;
+
+    CHECK_EQ(&c->ck, corio_future_create(&f), 0);
+    CHECK_EQ(&c->ck, corio_future_set_result(f, V(1)), 0);
+    CHECK_EQ(&c->ck, corio_spawn(&t, ticker, c), 0);
+    CHECK_EQ(&c->ck, corio_yield(), 0);   /* the ticker ticks once */
+    CHECK_EQ(&c->ck, atomic_load(&c->ticks), 1);
+    for (i = 0; i < 127; i++)
+        CHECK_EQ(&c->ck, corio_await(f, NULL), 0);
+    CHECK_EQ(&c->ck, atomic_load(&c->ticks), 1);
+    /* The 128th in a row yields once, for fairness; then 72 more do not. */
+    for (; i < 200; i++)
+        CHECK_EQ(&c->ck, corio_await(f, NULL), 0);
+    CHECK_EQ(&c->ck, atomic_load(&c->ticks), 2);
+    atomic_store(&c->stop, true);
+    CHECK_EQ(&c->ck, corio_await(t, NULL), 0);
+    corio_task_unref(t);
+    corio_future_unref(f);
+    return NULL;
+}
+
+static void future_await_done_does_not_suspend(void **state)
+{
+    (void)state;
+    struct ticker_case c = {0};
+    struct reports rep = {0};
+    run_main(1, await_done_main, &c, &rep);
+    assert_checks(&c.ck);
+    assert_int_equal(atomic_load(&rep.n), 0);
+}
+
+/* ---- many awaiters, completed from another task, on many workers ----------- */
+
+#define NAWAITERS 64
+
+struct many_case {
+    struct checks ck;
+    corio_future *f;
+    atomic_int woken;
+};
+
+static void *await_many(void *arg)
+{
+    struct many_case *m = arg;
+    void *v = NULL;
+    CHECK_EQ(&m->ck, corio_await(m->f, &v), 0);
+    CHECK_PTR(&m->ck, v, V(0xa11));
+    atomic_fetch_add(&m->woken, 1);
+    return NULL;
+}
+
+static void *set_many(void *arg)
+{
+    struct many_case *m = arg;
+    CHECK_EQ(&m->ck, corio_yield(), 0);
+    CHECK_EQ(&m->ck, corio_future_set_result(m->f, V(0xa11)), 0);
+    return NULL;
+}
+
+static void *many_main(void *arg)
+{
+    struct many_case *m = arg;
+    corio_task *ts[NAWAITERS], *setter;
+
+    CHECK_EQ(&m->ck, corio_future_create(&m->f), 0);
+    for (int i = 0; i < NAWAITERS; i++)
+        CHECK_EQ(&m->ck, corio_spawn(&ts[i], await_many, m), 0);
+    CHECK_EQ(&m->ck, corio_spawn(&setter, set_many, m), 0);
+    for (int i = 0; i < NAWAITERS; i++) {
+        CHECK_EQ(&m->ck, corio_await(ts[i], NULL), 0);
+        corio_task_unref(ts[i]);
+    }
+    CHECK_EQ(&m->ck, corio_await(setter, NULL), 0);
+    corio_task_unref(setter);
+    corio_future_unref(m->f);
+    return NULL;
+}
+
+static void future_many_awaiters_all_woken(void **state)
+{
+    (void)state;
+    static const unsigned workers[] = {1, 2, 4};
+    for (size_t w = 0; w < sizeof workers / sizeof workers[0]; w++) {
+        for (int r = 0; r < 10; r++) {
+            struct many_case m = {0};
+            struct reports rep = {0};
+            run_main(workers[w], many_main, &m, &rep);
+            assert_checks(&m.ck);
+            assert_int_equal(atomic_load(&m.woken), NAWAITERS);
+            assert_int_equal(atomic_load(&rep.n), 0);
+        }
+    }
 }
 
 /* ---- done callbacks --------------------------------------------------- */
@@ -795,16 +932,21 @@ struct xthread_case {
 };
 
 struct xthread_round {
+    struct xthread_case *x;
     corio_future *f;
     unsigned delay_us;
 };
+
+static void count_callback(corio_future *f, void *arg);
 
 static void *complete_from_thread(void *arg)
 {
     struct xthread_round *r = arg;
     if (r->delay_us)
         usleep(r->delay_us);
-    corio_future_set_result(r->f, V(0x99));
+    /* A done callback may be added from any thread too. */
+    CHECK_EQ(&r->x->ck, corio_future_add_done_callback(r->f, count_callback, r->x), 0);
+    CHECK_EQ(&r->x->ck, corio_future_set_result(r->f, V(0x99)), 0);
     return NULL;
 }
 
@@ -824,7 +966,7 @@ static void *xthread_main(void *arg)
     x->rt = corio_get_running_rt();
     for (int i = 0; i < XTHREAD_ROUNDS; i++) {
         /* Every third round completes at once, racing with the await. */
-        struct xthread_round r = {.delay_us = i % 3 == 0 ? 0 : 200};
+        struct xthread_round r = {.x = x, .delay_us = i % 3 == 0 ? 0 : 200};
         pthread_t th;
         void *v = NULL;
         CHECK_EQ(&x->ck, corio_future_create(&r.f), 0);
@@ -835,7 +977,7 @@ static void *xthread_main(void *arg)
         pthread_join(th, NULL);   /* it has set the result: returns at once */
         corio_future_unref(r.f);
     }
-    while (atomic_load(&x->callbacks) < XTHREAD_ROUNDS)
+    while (atomic_load(&x->callbacks) < 2 * XTHREAD_ROUNDS)
         corio_yield();
     return NULL;
 }
@@ -850,8 +992,8 @@ static void future_set_from_plain_thread_wakes_task(void **state)
             struct reports rep = {0};
             run_main(workers[w], xthread_main, &x, &rep);
             assert_checks(&x.ck);
-            assert_int_equal(atomic_load(&x.callbacks), XTHREAD_ROUNDS);
-            assert_int_equal(atomic_load(&x.callbacks_on_worker), XTHREAD_ROUNDS);
+            assert_int_equal(atomic_load(&x.callbacks), 2 * XTHREAD_ROUNDS);
+            assert_int_equal(atomic_load(&x.callbacks_on_worker), 2 * XTHREAD_ROUNDS);
             assert_int_equal(atomic_load(&rep.n), 0);
         }
     }
@@ -1120,6 +1262,8 @@ int main(void)
         cmocka_unit_test(future_cancelled_awaiter_cancels_future),
         cmocka_unit_test(future_result_pending_eagain),
         cmocka_unit_test(future_done_and_cancelled_snapshots),
+        cmocka_unit_test(future_await_done_does_not_suspend),
+        cmocka_unit_test(future_many_awaiters_all_woken),
         cmocka_unit_test(future_done_callbacks_scheduled_in_order),
         cmocka_unit_test(future_done_callback_added_after_completion),
         cmocka_unit_test(future_remove_done_callback_counts_and_prevents),
