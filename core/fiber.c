@@ -16,7 +16,7 @@
  *     finish_switch_fiber(NULL, ...) first thing, then the user's entry. The
  *     user's entry travels on the new stack itself: corio__fiber_init() stores
  *     it in the 16 bytes at the aligned top and hands asm_make the address
- *     below; the assembly start stub passes that address as the second
+ *     below; the assembly start code passes that address as the second
  *     argument (see core/fiber_x86_64.S), so no field is added to the fiber.
  * A reused stack still carries the shadow poison of the frames its last
  * fiber never returned from; corio__fiber_init() clears it.
@@ -68,7 +68,7 @@
 
 #ifdef CORIO_FIBER_ASAN
 /* First code to run on a new ASan-built fiber. @top is where
- * corio__fiber_init() left the user's entry (passed by the asm start stub). */
+ * corio__fiber_init() left the user's entry (passed by the assembly start code). */
 static void start_trampoline(void *value, void *top)
 {
     corio__fiber_entry entry;
@@ -106,6 +106,12 @@ void corio__fiber_init_thread(struct corio__fiber *f)
 void corio__fiber_init(struct corio__fiber *f, void *stack_lo, size_t size,
                        corio__fiber_entry entry)
 {
+    corio__fiber_init_reusing(f, stack_lo, size, entry, NULL);
+}
+
+void corio__fiber_init_reusing(struct corio__fiber *f, void *stack_lo, size_t size,
+                               corio__fiber_entry entry, void *tsan)
+{
     char *top = (char *)stack_lo + size;
 
     memset(f, 0, sizeof *f);
@@ -115,15 +121,17 @@ void corio__fiber_init(struct corio__fiber *f, void *stack_lo, size_t size,
     __asan_unpoison_memory_region(stack_lo, size);
     top = (char *)((uintptr_t)top & ~(uintptr_t)15) - ENTRY_SLOT;
     memcpy(top, &entry, sizeof entry);
-    /* The asm start stub calls its entry with (value, top); casting through
+    /* The assembly start code calls its entry with (value, top); casting through
      * void (*)(void) states that the two-argument call is deliberate. */
     f->sp = corio__fiber_asm_make(top, (corio__fiber_entry)(void (*)(void))start_trampoline);
 #else
     f->sp = corio__fiber_asm_make(top, entry);
 #endif
 #ifdef CORIO_FIBER_TSAN
-    f->tsan = __tsan_create_fiber(0);
+    f->tsan = tsan ? tsan : __tsan_create_fiber(0);
     f->owns_tsan = 1;
+#else
+    (void)tsan;
 #endif
 }
 
@@ -159,6 +167,24 @@ void corio__fiber_switch_final(struct corio__fiber *from, struct corio__fiber *t
 #endif
     corio__fiber_asm_switch(&from->sp, to->sp, value);
     __builtin_unreachable();
+}
+
+void *corio__fiber_detach_tsan(struct corio__fiber *f)
+{
+    void *tsan = f->owns_tsan ? f->tsan : NULL;
+    f->tsan = NULL;
+    f->owns_tsan = 0;
+    return tsan;
+}
+
+void corio__fiber_tsan_release(void *tsan)
+{
+#ifdef CORIO_FIBER_TSAN
+    if (tsan)
+        __tsan_destroy_fiber(tsan);
+#else
+    (void)tsan;
+#endif
 }
 
 void corio__fiber_destroy(struct corio__fiber *f)

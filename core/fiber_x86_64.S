@@ -4,7 +4,7 @@
  * ABI asks a callee to preserve lives on the context's own stack, in this
  * frame (addresses grow up; the saved stack pointer points at offset 0):
  *
- *      0   MXCSR (4 bytes), x87 control word (2 bytes), 2 bytes zero
+ *      0   MXCSR (4 bytes), x87 control word (2 bytes), 2 bytes unused
  *      8   r15
  *     16   r14
  *     24   r13
@@ -16,7 +16,11 @@
  * The MXCSR and x87 control words are callee-saved "control bits" in the
  * ABI; saving them lets one task change its rounding mode without leaking it
  * into whatever runs next on the thread. Status flags are not preserved, as
- * for any call.
+ * for any call. Saving them is cheap; loading them (ldmxcsr, fldcw) costs
+ * more than the rest of the switch, so they are reloaded only when the
+ * resumed context's words differ from the running one's, which they almost
+ * never do (measured: ~12.2 ns one-way with unconditional reloads, ~11.7 ns
+ * with the compare, ~9.9 ns saving nothing; a loaded 2-vCPU Xeon VM).
  *
  * corio__fiber_asm_switch(save_sp, to_sp, value) is called like any
  * function: the compiler already assumes every caller-saved register dies, so
@@ -86,17 +90,16 @@ corio__fiber_asm_switch:
 
     /* @to's frame has the layout just saved, so the CFI above still
      * describes where its registers and return address are.
-     * ldmxcsr and fldcw cost more than the rest of the switch together, and
-     * nearly every context runs with the same control words: reload them
-     * only when they differ. MXCSR bits 0-5 are sticky status flags, which
-     * the ABI does not preserve across calls, so they are left out of the
-     * comparison. */
+     * Reload the control words only when they differ (see the essay). MXCSR
+     * bits 0-5 are sticky status flags, which the ABI does not preserve
+     * across calls, so they are left out of the comparison. */
     xorl    (%rsp), %r8d
     testl   $0xffc0, %r8d
     jnz     2f
     cmpw    4(%rsp), %r9w
     jne     3f
 1:
+    .cfi_remember_state
     leaq    8(%rsp), %rsp
     .cfi_adjust_cfa_offset -8
     popq    %r15
@@ -119,14 +122,8 @@ corio__fiber_asm_switch:
     .cfi_restore %rbp
     movq    %rdx, %rax
     ret
-    /* Out of line: the control words differ. */
-    .cfi_adjust_cfa_offset 64
-    .cfi_rel_offset %rbp, 56
-    .cfi_rel_offset %rbx, 48
-    .cfi_rel_offset %r12, 40
-    .cfi_rel_offset %r13, 32
-    .cfi_rel_offset %r14, 24
-    .cfi_rel_offset %r15, 16
+    /* Out of line: the control words differ. Same frame as at 1b. */
+    .cfi_restore_state
 2:
     ldmxcsr (%rsp)
 3:

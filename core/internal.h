@@ -132,6 +132,11 @@ struct corio_task {
 
 /* ---- workers and the runtime ---- */
 
+struct corio__retire_batch {
+    struct corio_task *first, *last;
+    unsigned n;
+};
+
 struct corio__worker {
     struct corio_rt *rt;
     unsigned id;
@@ -149,16 +154,19 @@ struct corio__worker {
     bool searching;
     _Atomic uint32_t unpark_word;     /* core/park.c: 1 = notified */
     uint64_t next_id, last_id;        /* block of task ids owned by this worker */
+    struct corio__qnode *task_cache;  /* freed task memory kept for spawn (core/task.c) */
+    struct corio__retire_batch *retire; /* per registry shard (core/registry.c) */
+    unsigned task_cache_n;
     /* metrics: written by the owner, read racily */
     _Atomic uint64_t m_polls, m_steals, m_stolen, m_overflows, m_parks,
-        m_remote, m_budget_yields;
+        m_remote, m_budget_yields, m_spawned, m_ended;
     _Atomic uint64_t objects_created, objects_freed;
 } __attribute__((aligned(64)));
 
 struct corio__registry_shard {
     struct corio__spin lock;
     struct corio_task *head;
-    _Atomic uint64_t count;
+    _Atomic(struct corio_task *) retired;   /* ended elsewhere, to unlink */
 } __attribute__((aligned(64)));
 
 struct corio__idle {
@@ -180,8 +188,9 @@ struct corio_rt {
     struct corio__idle idle;
     struct corio__stack_arena arena;
     struct corio__registry_shard *shards;   /* nworkers + 1 (external) */
-    _Atomic size_t stack_reserved;
-    size_t max_stack_memory;
+    _Atomic size_t stack_reserved;          /* counted only when max_stack_memory */
+    size_t max_stack_memory;                /* 0: no budget */
+    atomic_bool stack_exhausted;            /* the kernel refused a stack lately */
     _Atomic int state;
     atomic_bool stopping;                   /* workers leave when idle */
     _Atomic uint64_t ext_objects;           /* objects made off-worker, net */
@@ -238,6 +247,7 @@ void corio__object_created(struct corio_rt *rt);
 void corio__object_freed(struct corio_rt *rt);
 
 /* core/task.c */
+void corio__task_cache_fini(struct corio__worker *w);
 void corio__task_free(struct corio_task *t);
 void corio__task_run_entry(void *value);
 int corio__task_cancel_request(struct corio_task *t, const char *msg);
@@ -248,7 +258,10 @@ char *corio__task_cancel_msg(struct corio_task *t);
 int corio__registry_init(struct corio_rt *rt);
 void corio__registry_fini(struct corio_rt *rt);
 void corio__registry_add(struct corio_rt *rt, struct corio_task *t, unsigned shard);
-void corio__registry_remove(struct corio_rt *rt, struct corio_task *t);
+void corio__registry_retire(struct corio_rt *rt, struct corio_task *t, struct corio__worker *w);
+void corio__registry_publish_all(struct corio_rt *rt, struct corio__worker *w);
+void corio__registry_reap(struct corio_rt *rt, unsigned shard);
+void corio__registry_reap_all(struct corio_rt *rt);
 void corio__registry_exclude(struct corio_task *t);
 uint64_t corio__registry_count(struct corio_rt *rt);
 int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,

@@ -1,16 +1,24 @@
-/* core/registry.c - every task that has not ended (asyncio's all_tasks()).
+/* core/registry.c - every task that has not ended (asyncio's all_tasks()),
+ * and the runtime's reference that keeps each one alive until then.
  *
  * One shard per worker plus one for other threads, each a doubly linked list
- * under a spinlock: a task joins the shard of the worker that spawned it and
- * leaves it when it ends (on whichever worker), so spawn and exit touch a
- * lock that is usually uncontended. Snapshots (all_tasks, shutdown) take each
- * shard in turn and reference the tasks they list.
+ * under a spinlock: a task joins the shard of the worker that spawned it.
+ * When it ends on that same worker it is unlinked at once. When it ends on
+ * another worker, that worker does not take the spawner's lock (in W1, one
+ * task spawning for two workers, that lock bounced between cores on every
+ * exit): it collects such tasks in a private batch per shard and pushes each
+ * batch of RETIRE_BATCH on the shard's lock-free `retired` stack with one
+ * CAS (and every batch when it parks or every few dozen ticks), still holding
+ * the runtime's references; whoever reaps the shard next (its worker at
+ * spawn and every few dozen ticks, or shutdown) unlinks and releases them. Snapshots skip tasks that are done, so a retired task
+ * waiting to be reaped is never listed.
  */
 #include <stdlib.h>
 
 #include "internal.h"
 
 #define NOT_REGISTERED UINT32_MAX
+#define RETIRE_BATCH 32   /* foreign exits published per CAS on a shard */
 
 int corio__registry_init(struct corio_rt *rt)
 {
@@ -20,7 +28,7 @@ int corio__registry_init(struct corio_rt *rt)
     for (unsigned i = 0; i <= rt->nworkers; i++) {
         corio__spin_init(&rt->shards[i].lock);
         rt->shards[i].head = NULL;
-        atomic_init(&rt->shards[i].count, 0);
+        atomic_init(&rt->shards[i].retired, NULL);
     }
     return 0;
 }
@@ -43,15 +51,11 @@ void corio__registry_add(struct corio_rt *rt, struct corio_task *t, unsigned sha
     if (s->head)
         s->head->reg_prev = t;
     s->head = t;
-    atomic_store_explicit(&s->count, atomic_load_explicit(&s->count, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
     corio__spin_unlock(&s->lock);
 }
 
-void corio__registry_remove(struct corio_rt *rt, struct corio_task *t)
+static void unlink_task(struct corio_rt *rt, struct corio_task *t)
 {
-    if (t->reg_shard == NOT_REGISTERED)
-        return;
     struct corio__registry_shard *s = &rt->shards[t->reg_shard];
     corio__spin_lock(&s->lock);
     if (t->reg_prev)
@@ -60,10 +64,73 @@ void corio__registry_remove(struct corio_rt *rt, struct corio_task *t)
         s->head = t->reg_next;
     if (t->reg_next)
         t->reg_next->reg_prev = t->reg_prev;
-    atomic_store_explicit(&s->count, atomic_load_explicit(&s->count, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
     corio__spin_unlock(&s->lock);
     t->reg_shard = NOT_REGISTERED;
+}
+
+/* Publishes @w's batch for @shard on that shard's retired stack: one CAS for
+ * up to RETIRE_BATCH tasks. */
+static void publish(struct corio_rt *rt, struct corio__worker *w, unsigned shard)
+{
+    struct corio__retire_batch *b = &w->retire[shard];
+    if (!b->first)
+        return;
+    struct corio__registry_shard *s = &rt->shards[shard];
+    struct corio_task *head = atomic_load_explicit(&s->retired, memory_order_relaxed);
+    do {
+        b->last->node.q.next = head ? &head->node.q : NULL;
+        /* Release: pairs with the acquire exchange in corio__registry_reap(). */
+    } while (!atomic_compare_exchange_weak_explicit(&s->retired, &head, b->first,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+    b->first = b->last = NULL;
+    b->n = 0;
+}
+
+void corio__registry_retire(struct corio_rt *rt, struct corio_task *t, struct corio__worker *w)
+{
+    if (t->reg_shard == NOT_REGISTERED) {
+        corio_task_unref(t);
+        return;
+    }
+    if (t->reg_shard == w->id) {
+        unlink_task(rt, t);
+        corio_task_unref(t);
+        return;
+    }
+    struct corio__retire_batch *b = &w->retire[t->reg_shard];
+    t->node.q.next = b->first ? &b->first->node.q : NULL;
+    b->first = t;
+    if (!b->last)
+        b->last = t;
+    if (++b->n >= RETIRE_BATCH)
+        publish(rt, w, t->reg_shard);
+}
+
+void corio__registry_publish_all(struct corio_rt *rt, struct corio__worker *w)
+{
+    for (unsigned i = 0; i <= rt->nworkers; i++)
+        publish(rt, w, i);
+}
+
+void corio__registry_reap(struct corio_rt *rt, unsigned shard)
+{
+    struct corio__registry_shard *s = &rt->shards[shard];
+    if (!atomic_load_explicit(&s->retired, memory_order_relaxed))
+        return;
+    struct corio_task *t = atomic_exchange_explicit(&s->retired, NULL, memory_order_acquire);
+    while (t) {
+        struct corio__qnode *next = t->node.q.next;
+        unlink_task(rt, t);
+        corio_task_unref(t);
+        t = next ? corio__container_of(next, struct corio_task, node.q) : NULL;
+    }
+}
+
+void corio__registry_reap_all(struct corio_rt *rt)
+{
+    for (unsigned i = 0; i <= rt->nworkers; i++)
+        corio__registry_reap(rt, i);
 }
 
 void corio__registry_exclude(struct corio_task *t)
@@ -71,12 +138,15 @@ void corio__registry_exclude(struct corio_task *t)
     t->reg_shard = NOT_REGISTERED;
 }
 
+/* Spawned minus ended, from per-worker counters (a task may end on another
+ * worker than its spawner's, so one worker's difference can be negative). */
 uint64_t corio__registry_count(struct corio_rt *rt)
 {
-    uint64_t n = 0;
-    for (unsigned i = 0; i <= rt->nworkers; i++)
-        n += atomic_load_explicit(&rt->shards[i].count, memory_order_relaxed);
-    return n;
+    int64_t n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += (int64_t)(atomic_load_explicit(&rt->workers[i].m_spawned, memory_order_relaxed) -
+                       atomic_load_explicit(&rt->workers[i].m_ended, memory_order_relaxed));
+    return n > 0 ? (uint64_t)n : 0;
 }
 
 /* Tasks may be spawned while we copy: if the list overflows, drop it and

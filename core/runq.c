@@ -39,12 +39,14 @@
  * acquire, so the tail that reader loads next is never behind real.
  *
  * Overflow (push on a full ring). If steal == real, the owner claims the
- * oldest CORIO_RUNQ_CAP/2 positions with one CAS on head, links them by ->next
- * followed by the new item, and hands the chain to the injection queue in one
- * corio__inject_push_batch(). If that CAS loses to a thief, the thief is
- * making room: retry. If a steal is already in progress (steal != real) the
- * ring will have room soon, so only the new item goes to the injection queue;
- * push_owner() returns 1 in both cases.
+ * oldest CORIO_RUNQ_CAP/2 positions with one CAS on head, copies their
+ * pointers and the new item's into an array on its stack, and hands that to
+ * the injection queue in one corio__inject_push_batch(). No node is touched,
+ * so the cost does not depend on which core wrote the items last (one that
+ * was stolen into this queue would be a cache miss each). If that CAS loses
+ * to a thief, the thief is making room: retry. If a steal is already in
+ * progress (steal != real) the ring will have room soon, so only the new item
+ * goes to the injection queue; push_owner() returns 1 in both cases.
  */
 #include "runq.h"
 
@@ -114,15 +116,13 @@ static bool push_overflow(struct corio__runq *q, struct corio__qnode *n, uint32_
                                                  memory_order_release, memory_order_relaxed))
         return false;
 
-    struct corio__qnode *first = slot_get(q, head), *prev = first;
-    for (uint32_t i = 1; i < take; i++) {
-        struct corio__qnode *cur = slot_get(q, head + i);
-        prev->next = cur;
-        prev = cur;
-    }
-    prev->next = n;
-    n->next = NULL;
-    corio__inject_push_batch(overflow, first, n, take + 1);
+    /* 1032 bytes of stack: the caller may be a task, and the smallest task
+     * stack is 16 KiB. */
+    struct corio__qnode *batch[CORIO_RUNQ_CAP / 2 + 1];
+    for (uint32_t i = 0; i < take; i++)
+        batch[i] = slot_get(q, head + i);
+    batch[take] = n;
+    corio__inject_push_batch(overflow, batch, take + 1);
     return true;
 }
 
@@ -157,7 +157,7 @@ int corio__runq_push_owner(struct corio__runq *q, struct corio__qnode *n,
     return 0;
 }
 
-void corio__runq_push_batch_owner(struct corio__runq *q, struct corio__qnode *first,
+void corio__runq_push_batch_owner(struct corio__runq *q, struct corio__qnode *const *nodes,
                                   unsigned count)
 {
     if (count == 0)
@@ -173,13 +173,8 @@ void corio__runq_push_batch_owner(struct corio__runq *q, struct corio__qnode *fi
     assert(count <= CORIO_RUNQ_CAP - (uint32_t)(tail - unpack_steal(head)));
     (void)head;
 
-    struct corio__qnode *n = first;
-    for (unsigned i = 0;;) {
-        slot_set(q, tail + i, n);
-        if (++i == count)
-            break;
-        n = n->next;
-    }
+    for (unsigned i = 0; i < count; i++)
+        slot_set(q, tail + i, nodes[i]);
     /* Release: pairs with the acquire load of tail in steal_batch(). */
     atomic_store_explicit(&q->tail, tail + count, memory_order_release);
 }

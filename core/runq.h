@@ -40,17 +40,20 @@ void corio__runq_init(struct corio__runq *q);
 
 /* corio__runq_push_owner - append @n at the tail.
  * When the ring is full, moves the oldest CORIO_RUNQ_CAP/2 items plus @n to
- * @overflow in one batch (and returns 1); returns 0 when @n went in the ring.
+ * @overflow in one batch, oldest first (and returns 1); returns 0 when @n went
+ * in the ring. Reads and writes no node (the injection queue links nodes
+ * only on its out-of-memory path).
  * When the ring is full while a thief is mid-steal, only @n goes to
  * @overflow (also returns 1), as tokio does.
  * Call from: the owner only. */
 int corio__runq_push_owner(struct corio__runq *q, struct corio__qnode *n,
                            struct corio__inject *overflow);
 
-/* corio__runq_push_batch_owner - append a chain of @count items (linked by
- * ->next, @count <= free capacity as returned by corio__runq_free_owner()).
+/* corio__runq_push_batch_owner - append @nodes[0..@count), oldest first
+ * (@count <= free capacity as returned by corio__runq_free_owner()). Copies
+ * the pointers; never reads a node.
  * Call from: the owner only. */
-void corio__runq_push_batch_owner(struct corio__runq *q, struct corio__qnode *first,
+void corio__runq_push_batch_owner(struct corio__runq *q, struct corio__qnode *const *nodes,
                                   unsigned count);
 
 /* corio__runq_free_owner - free slots in @q. Call from: the owner only. */

@@ -23,7 +23,6 @@
 #include "internal.h"
 
 #define MAX_WORKERS 1024
-#define DEFAULT_MAX_STACK_MEMORY ((size_t)1 << 40)   /* 1 TiB of address space */
 #define DEFAULT_SLOW_NS 100000000ull                 /* asyncio: 100 ms */
 
 static unsigned env_unsigned(const char *name, unsigned fallback)
@@ -42,6 +41,14 @@ static unsigned default_workers(void)
     return env_unsigned("CORIO_WORKERS", cpus > 0 ? (unsigned)cpus : 1);
 }
 
+static void workers_free(struct corio_rt *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        free(rt->workers[i].retire);
+    free(rt->workers);
+    rt->workers = NULL;
+}
+
 static int workers_init(struct corio_rt *rt)
 {
     rt->workers = aligned_alloc(64, sizeof *rt->workers * rt->nworkers);
@@ -55,6 +62,11 @@ static int workers_init(struct corio_rt *rt)
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         corio__runq_init(&w->runq);
         corio__stack_cache_init(&w->stacks);
+        w->retire = calloc(rt->nworkers + 1, sizeof *w->retire);
+        if (!w->retire) {
+            workers_free(rt);
+            return -ENOMEM;
+        }
     }
     return 0;
 }
@@ -72,7 +84,7 @@ int corio_rt_create(corio_rt **out, const corio_rt_options *opts)
     if (!rt)
         return -ENOMEM;
     rt->nworkers = o.workers ? o.workers : default_workers();
-    rt->max_stack_memory = o.max_stack_memory ? o.max_stack_memory : DEFAULT_MAX_STACK_MEMORY;
+    rt->max_stack_memory = o.max_stack_memory;
     rt->slow_ns = o.slow_callback_ns ? o.slow_callback_ns : DEFAULT_SLOW_NS;
     const char *dbg = getenv("CORIO_DEBUG");
     atomic_init(&rt->debug, o.debug == 1 || (o.debug == 0 && dbg && *dbg && strcmp(dbg, "0")));
@@ -91,7 +103,7 @@ int corio_rt_create(corio_rt **out, const corio_rt_options *opts)
     *out = rt;
     return 0;
 fail_registry:
-    free(rt->workers);
+    workers_free(rt);
 fail_workers:
     corio__idle_fini(&rt->idle);
 fail_idle:
@@ -274,9 +286,12 @@ int corio_rt_destroy(corio_rt *rt)
         return -EINVAL;
     if (atomic_load(&rt->state) == RT_RUNNING)
         return -EBUSY;
+    corio__registry_reap_all(rt);
     drop_queued(rt);
-    for (unsigned i = 0; i < rt->nworkers; i++)
+    for (unsigned i = 0; i < rt->nworkers; i++) {
         corio__stack_cache_fini(&rt->workers[i].stacks, &rt->arena);
+        corio__task_cache_fini(&rt->workers[i]);
+    }
     corio__stack_arena_fini(&rt->arena);
     corio__registry_fini(rt);
     corio__idle_fini(&rt->idle);
@@ -286,8 +301,7 @@ int corio_rt_destroy(corio_rt *rt)
      * the count ends exact whatever the interleaving. */
     atomic_store_explicit(&rt->destroyed, true, memory_order_seq_cst);
     int64_t left = (int64_t)outstanding_objects(rt);
-    free(rt->workers);
-    rt->workers = NULL;
+    workers_free(rt);
     int64_t prev = atomic_fetch_add_explicit(&rt->zombie_objects, left, memory_order_acq_rel);
     if (prev + left == 0) {
         pthread_mutex_destroy(&rt->handler_lock);

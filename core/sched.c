@@ -118,13 +118,16 @@ static void task_retire(struct corio__worker *w, struct corio_task *t)
     struct corio_rt *rt = w->rt;
     atomic_store_explicit(&t->sched, TS_DONE, memory_order_release);
     if (t->stack.lo) {
-        corio__fiber_destroy(&t->fiber);
+        t->stack.tsan = corio__fiber_detach_tsan(&t->fiber);
         corio__stack_free(&w->stacks, &rt->arena, &t->stack);
+        if (atomic_load_explicit(&rt->stack_exhausted, memory_order_relaxed))
+            atomic_store_explicit(&rt->stack_exhausted, false, memory_order_relaxed);
         t->stack.lo = NULL;
     }
-    atomic_fetch_sub_explicit(&rt->stack_reserved, t->stack_reserved, memory_order_relaxed);
-    corio__registry_remove(rt, t);
-    corio_task_unref(t);
+    if (t->stack_reserved)
+        atomic_fetch_sub_explicit(&rt->stack_reserved, t->stack_reserved, memory_order_relaxed);
+    corio__stat_add(w->m_ended, 1);
+    corio__registry_retire(rt, t, w);
 }
 
 static bool task_start(struct corio__worker *w, struct corio_task *t)
@@ -137,11 +140,15 @@ static bool task_start(struct corio__worker *w, struct corio_task *t)
     }
     int rc = corio__stack_alloc(&w->stacks, &w->rt->arena, t->stack_size, &t->stack);
     if (rc < 0) {
+        if (rc == -ENOMEM)
+            atomic_store_explicit(&w->rt->stack_exhausted, true, memory_order_relaxed);
         corio__future_complete(&t->fut, FUT_FAILED, NULL, rc, "cannot allocate a task stack",
                                true);
         return false;
     }
-    corio__fiber_init(&t->fiber, t->stack.lo, t->stack.size, corio__task_run_entry);
+    corio__fiber_init_reusing(&t->fiber, t->stack.lo, t->stack.size, corio__task_run_entry,
+                              t->stack.tsan);
+    t->stack.tsan = NULL;   /* the fiber holds it until the task is retired */
     return true;
 }
 
@@ -214,22 +221,25 @@ static struct corio__snode *take_global(struct corio__worker *w)
     size_t room = corio__runq_free_owner(&w->runq) + 1;
     if (want > room)
         want = room;
-    size_t got = 0;
-    struct corio__qnode *first = corio__inject_pop_batch(&rt->inject, want, &got);
-    if (!first)
+    /* Pointers only: the tasks themselves are touched when they run. */
+    struct corio__qnode *batch[INJECT_BATCH_MAX];
+    size_t got = corio__inject_pop_batch(&rt->inject, batch, want);
+    if (!got)
         return NULL;
     corio__stat_add(w->m_remote, got);
     if (got > 1)
-        corio__runq_push_batch_owner(&w->runq, first->next, (unsigned)(got - 1));
-    return snode_of(first);
+        corio__runq_push_batch_owner(&w->runq, batch + 1, (unsigned)(got - 1));
+    return snode_of(batch[0]);
 }
 
 static struct corio__snode *next_local(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
-    w->tick++;
-    if (!single(rt) && w->tick % GLOBAL_QUEUE_INTERVAL == 0) {
-        struct corio__snode *n = snode_of(corio__inject_pop(&rt->inject));
+    if (++w->tick % GLOBAL_QUEUE_INTERVAL == 0) {
+        corio__registry_publish_all(rt, w);
+        corio__registry_reap(rt, w->id);
+        struct corio__snode *n =
+            single(rt) ? NULL : snode_of(corio__inject_pop(&rt->inject));
         if (n) {
             corio__stat_add(w->m_remote, 1);
             return n;
@@ -315,6 +325,8 @@ static bool work_pending(struct corio_rt *rt)
 static void park(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
+    corio__registry_publish_all(rt, w);
+    corio__registry_reap(rt, w->id);
     bool was_searching = w->searching;
     w->searching = false;
     corio__idle_to_parked(rt, w->id, was_searching);
@@ -364,6 +376,7 @@ void corio__worker_main(struct corio__worker *w)
         w->searching = false;
         corio__idle_end_search(rt);
     }
+    corio__registry_publish_all(rt, w);
     corio__overflow_thread_fini(altstack);
     tls_worker = NULL;
 }

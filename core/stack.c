@@ -26,10 +26,15 @@
  * MADV_DONTNEED and forgets the slot: address space is lost, memory is not,
  * and the region is still unmapped whole by arena_fini.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE     /* pipe2 */
+#endif
+#include "fiber.h"
 #include "stack.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +77,22 @@ static void *map_anon(size_t len)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Whether the kernel really refuses access to the guard at @p: a write()
+ * from it must fail with EFAULT. Emulators (qemu-user) accept unknown advice
+ * and do nothing, which would leave every stack unguarded and canary-less. */
+static bool guard_is_real(const void *p)
+{
+    int fds[2];
+    bool real;
+
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return true;    /* cannot tell: trust the kernel's answer */
+    real = write(fds[1], p, 1) < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+    return real;
+}
+
 static enum corio__guard_mode probe_guard_mode(size_t page)
 {
 #ifdef CORIO_STACK_MPROTECT_GUARDS
@@ -85,7 +106,7 @@ static enum corio__guard_mode probe_guard_mode(size_t page)
      * that does not know the advice) means the canary; so does a failed
      * scratch mapping, the mode that needs nothing from the kernel. */
     if (p) {
-        if (madvise(p, page, MADV_GUARD_INSTALL) == 0)
+        if (madvise(p, page, MADV_GUARD_INSTALL) == 0 && guard_is_real(p))
             mode = CORIO_GUARD_MADVISE;
         munmap(p, 2 * page);
     }
@@ -139,6 +160,8 @@ int corio__stack_arena_init(struct corio__stack_arena *a, size_t default_size)
 
 void corio__stack_arena_fini(struct corio__stack_arena *a)
 {
+    for (size_t i = 0; i < a->nfree; i++)
+        corio__fiber_tsan_release(a->free[i].tsan);
     for (size_t i = 0; i < a->nregions; i++)
         munmap(a->regions[i], region_len(a));
     free(a->regions);
@@ -280,6 +303,7 @@ static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena 
         c->slots[c->n].size = a->slot_size;
         c->slots[c->n].map = NULL;
         c->slots[c->n].map_len = 0;
+        c->slots[c->n].tsan = NULL;
         c->n++;
     }
     return c->n ? 0 : -ENOMEM;
@@ -301,6 +325,7 @@ static int alloc_own(struct corio__stack_arena *a, size_t size, struct corio__st
     out->size = size;
     out->map = map;
     out->map_len = len;
+    out->tsan = NULL;
     write_canary(a, out);
     return 0;
 }
@@ -331,6 +356,7 @@ void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *
                        struct corio__stack *s)
 {
     if (s->map) {
+        corio__fiber_tsan_release(s->tsan);
         munmap(s->map, s->map_len);
         return;
     }
@@ -432,7 +458,8 @@ int corio__stack_check_map_count(const struct corio__stack_arena *a, size_t stac
     if (need <= usable)
         return 0;
     if (msg && msglen) {
-        unsigned long long want = need >= SIZE_MAX / 10 * 9 ? 0
+        /* The sysctl is an int: past INT_MAX no setting helps. */
+        unsigned long long want = need > (size_t)INT_MAX / 10 * 9 ? 0
                                   : (unsigned long long)need / 9 * 10 + 10;
         if (want)
             snprintf(msg, msglen,
@@ -443,8 +470,9 @@ int corio__stack_check_map_count(const struct corio__stack_arena *a, size_t stac
         else
             snprintf(msg, msglen,
                      "corio: vm.max_map_count=%lld cannot hold %zu guarded stacks "
-                     "(more mappings than any limit allows); %s",
-                     limit, stacks, alt);
+                     "(about %zu mappings needed, more than the sysctl can be "
+                     "raised to); %s",
+                     limit, stacks, need, alt);
     }
     return -ENOMEM;
 }

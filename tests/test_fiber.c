@@ -103,7 +103,7 @@ static __attribute__((noinline)) void fe_entry(void *value)
     /* Forces a frame pointer here: at an "as if called" entry it is 16-byte
      * aligned on both x86_64 (rsp+8 after push rbp) and aarch64. */
     fe_frame = (uintptr_t)__builtin_frame_address(0);
-    /* The unwinder must stop at the start stub instead of reading above the
+    /* The unwinder must stop at the start code instead of reading above the
      * stack top. */
     fe_depth = backtrace(frames, 64);
     corio__fiber_switch_final(&fe_fiber, &fe_main, (void *)(uintptr_t)7);
@@ -122,7 +122,7 @@ static void fiber_first_entry_gets_value_aligned_and_terminated(void **state)
     corio__fiber_init_thread(&fe_main);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         /* Plausible return addresses everywhere: an unwinder that does not
-         * stop at the start stub reads them and walks on into nonsense. */
+         * stop at the start code reads them and walks on into nonsense. */
         uintptr_t bait = (uintptr_t)fe_entry + 4;
         for (size_t off = 0; off + sizeof bait <= map_len; off += sizeof bait)
             memcpy(s + off, &bait, sizeof bait);
@@ -135,7 +135,7 @@ static void fiber_first_entry_gets_value_aligned_and_terminated(void **state)
         assert_ptr_equal(fe_value, (void *)(uintptr_t)(0x1000 + i));
         assert_int_equal(fe_frame & 15, 0);
         assert_true(fe_frame > (uintptr_t)s && fe_frame < (uintptr_t)s + sizes[i]);
-        /* fe_entry, the start stub, and in ASan builds the trampoline. */
+        /* fe_entry, the start code, and in ASan builds the trampoline. */
         assert_true(fe_depth >= 1);
         assert_true(fe_depth <= 4);
         corio__fiber_destroy(&fe_fiber);
@@ -339,6 +339,41 @@ static void fiber_fp_control_is_per_fiber(void **state)
     corio__fiber_destroy(&fp_fiber);
     unmap_stack(s, STACK_SIZE);
 }
+
+#if defined(__x86_64__)
+/* The switch compares MXCSR and the x87 word separately: a context that
+ * differs only in the x87 word must get its own back too. */
+static struct corio__fiber x87_fiber;
+static uint32_t x87_seen;
+
+static void x87_entry(void *value)
+{
+    uint32_t orig = (uint32_t)(uintptr_t)value;
+    uint32_t mine = orig | UINT32_C(0x0c00) << 16;     /* x87 RC: toward zero */
+
+    fp_ctl_set(mine);
+    corio__fiber_switch(&x87_fiber, &fp_main, NULL);
+    x87_seen = fp_ctl_get();
+    corio__fiber_switch_final(&x87_fiber, &fp_main, NULL);
+}
+
+static void fiber_x87_control_word_is_per_fiber(void **state)
+{
+    void *s = map_stack(STACK_SIZE);
+    uint32_t orig = fp_ctl_get();
+
+    (void)state;
+    corio__fiber_init_thread(&fp_main);
+    corio__fiber_init(&x87_fiber, s, STACK_SIZE, x87_entry);
+    corio__fiber_switch(&fp_main, &x87_fiber, (void *)(uintptr_t)orig);
+    assert_int_equal(fp_ctl_get(), orig);
+    corio__fiber_switch(&fp_main, &x87_fiber, NULL);
+    assert_int_equal(x87_seen, orig | UINT32_C(0x0c00) << 16);
+    assert_int_equal(fp_ctl_get(), orig);
+    corio__fiber_destroy(&x87_fiber);
+    unmap_stack(s, STACK_SIZE);
+}
+#endif
 
 /* ---- deep recursion -------------------------------------------------- */
 
@@ -619,6 +654,9 @@ int main(void)
         cmocka_unit_test(fiber_first_entry_gets_value_aligned_and_terminated),
         cmocka_unit_test(fiber_callee_saved_registers_survive),
         cmocka_unit_test(fiber_fp_control_is_per_fiber),
+#if defined(__x86_64__)
+        cmocka_unit_test(fiber_x87_control_word_is_per_fiber),
+#endif
         cmocka_unit_test(fiber_deep_recursion_fits_its_stack),
         cmocka_unit_test(fiber_switch_final_ends_the_fiber),
         cmocka_unit_test(fiber_many_run_to_completion),

@@ -1020,6 +1020,44 @@ static void run_rt_run_gives_main_handle(void **state)
     assert_int_equal(corio_rt_destroy(rt), 0);
 }
 
+/* corio_rt_destroy(): tasks and futures still referenced stay valid. */
+struct outlive {
+    corio_future *f;
+};
+
+static void *keep_a_future(void *arg)
+{
+    struct outlive *s = arg;
+
+    s->f = new_future();
+    corio_future_set_exception(s->f, -EIO, "kept past destroy");
+    return (void *)0x99;
+}
+
+static void run_main_handle_outlives_destroy(void **state)
+{
+    corio_rt_options o = {.workers = 2};
+    corio_rt *rt = NULL;
+    corio_task *main_task = NULL;
+    struct outlive s = {0};
+    const char *msg = NULL;
+    void *v = NULL;
+
+    (void)state;
+    assert_int_equal(corio_rt_create(&rt, &o), 0);
+    assert_int_equal(corio_rt_run(rt, keep_a_future, &s, &main_task), 0);
+    assert_non_null(s.f);
+    assert_int_equal(corio_rt_destroy(rt), 0);
+    assert_true(corio_task_done(main_task));
+    assert_int_equal(corio_task_result(main_task, &v), 0);
+    assert_ptr_equal(v, (void *)0x99);
+    assert_true(strncmp(corio_task_name(main_task), "Task-", 5) == 0);
+    assert_int_equal(corio_future_exception(s.f, &msg), -EIO);   /* retrieved */
+    assert_string_equal(msg, "kept past destroy");
+    corio_future_unref(s.f);
+    corio_task_unref(main_task);   /* the runtime's last bytes go here */
+}
+
 /* ---- shutdown ---------------------------------------------------------- */
 
 #define LINGERERS 4
@@ -1374,6 +1412,7 @@ int main(void)
         cmocka_unit_test(run_returns_main_error),
         cmocka_unit_test(run_returns_ecanceled_when_main_cancelled),
         cmocka_unit_test(run_rt_run_gives_main_handle),
+        cmocka_unit_test(run_main_handle_outlives_destroy),
         cmocka_unit_test(run_shutdown_cancels_remaining_tasks),
         cmocka_unit_test(run_shutdown_reports_failure_while_cancelled),
         cmocka_unit_test(misuse_call_soon_outside_runtime),

@@ -5,7 +5,17 @@
  * the oldest CORIO_RUNQ_CAP/2 plus the new item in order, steal taking
  * n - n/2 and returning the last of them, index wrap-around at 2^32, and the
  * in-progress-steal states (set up by writing head directly, as a thief that
- * stopped between its two CASes would leave it).
+ * stopped between its two CASes would leave it). For the injection queue:
+ * FIFO across ring wrap-around and growth, and across the spill list it falls
+ * back to when growing fails (reached by pointing corio__inject_realloc at an
+ * allocator that fails; the fixture's teardown puts realloc back). Queue
+ * operations other than the spill path must leave every node's ->next as it
+ * was: the cases poison it and check.
+ *
+ * inject_mpmc_stress runs producers pushing (singly and in batches) against
+ * consumers popping batches, with an allocator that fails now and then, and
+ * checks each item comes out exactly once and each consumer sees each
+ * producer's items in push order.
  *
  * runq_torture_owner_vs_thieves runs one owner pushing numbered items (and
  * popping some) against CORIO_TEST_THIEVES thieves (default 3) that steal
@@ -19,6 +29,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -46,14 +57,72 @@ static struct item *item_of(struct corio__qnode *n)
     return corio__container_of(n, struct item, node);
 }
 
+/* A ->next no queue would write: queues that must not touch nodes leave it. */
+static struct corio__qnode poison_node;
+#define POISON (&poison_node)
+
 static struct item *make_items(unsigned count)
 {
     struct item *items = calloc(count, sizeof(*items));
 
     assert_non_null(items);
-    for (unsigned i = 0; i < count; i++)
+    for (unsigned i = 0; i < count; i++) {
         items[i].id = i;
+        items[i].node.next = POISON;
+    }
     return items;
+}
+
+/* Pointers to items[first..first + count) in @out. */
+static void node_array(struct corio__qnode **out, struct item *items, unsigned first,
+                       unsigned count)
+{
+    for (unsigned i = 0; i < count; i++)
+        out[i] = &items[first + i].node;
+}
+
+/* Pops exactly @count items from @inj with pop_batch(@max) calls and checks
+ * their ids run @first, @first + 1, ... */
+static void expect_inject(struct corio__inject *inj, unsigned first, unsigned count, size_t max)
+{
+    struct corio__qnode *out[512];
+
+    assert_true(max > 0 && max <= 512);
+    while (count > 0) {
+        size_t want = count < max ? count : max;
+        size_t got = corio__inject_pop_batch(inj, out, want);
+        assert_int_equal(got, want);
+        for (size_t i = 0; i < got; i++)
+            assert_int_equal(item_of(out[i])->id, first + i);
+        first += (unsigned)got;
+        count -= (unsigned)got;
+    }
+}
+
+/* The allocator the injection queue grows with, switchable to failing. */
+static atomic_bool alloc_fails;
+static atomic_uint alloc_calls;
+
+static void *switchable_realloc(void *ptr, size_t size)
+{
+    atomic_fetch_add(&alloc_calls, 1);
+    return atomic_load(&alloc_fails) ? NULL : realloc(ptr, size);
+}
+
+static void use_test_allocator(bool fail)
+{
+    atomic_store(&alloc_fails, fail);
+    atomic_store(&alloc_calls, 0);
+    corio__inject_realloc = switchable_realloc;
+}
+
+static unsigned spilled(struct corio__inject *inj)
+{
+    unsigned n = 0;
+
+    for (struct corio__qnode *p = inj->spill_head; p != NULL; p = p->next)
+        n++;
+    return n;
 }
 
 /* Pops everything from @q and checks the ids are @first, @first + 1, ...,
@@ -96,6 +165,7 @@ static int teardown_inject(void **state)
 {
     struct corio__inject *inj = *state;
 
+    corio__inject_realloc = realloc;
     corio__inject_fini(inj);
     free(inj);
     return 0;
@@ -149,10 +219,12 @@ static void runq_overflow_moves_oldest_half_plus_new(void **state)
     struct corio__qnode *n = corio__inject_pop(inj);
     assert_non_null(n);
     assert_int_equal(item_of(n)->id, CORIO_RUNQ_CAP);
-    assert_null(n->next);
     assert_null(corio__inject_pop(inj));
 
     expect_pops(&q, CORIO_RUNQ_CAP / 2, CORIO_RUNQ_CAP / 2);
+    /* The overflow copied pointers: no node was linked. */
+    for (unsigned i = 0; i <= CORIO_RUNQ_CAP; i++)
+        assert_ptr_equal(items[i].node.next, POISON);
     free(items);
 }
 
@@ -168,13 +240,12 @@ static void runq_overflow_across_index_wrap(void **state)
     assert_int_equal(corio__runq_len(&q), CORIO_RUNQ_CAP);
     assert_int_equal(corio__runq_push_owner(&q, &items[CORIO_RUNQ_CAP + 1].node, inj), 1);
 
-    size_t count;
-    struct corio__qnode *n = corio__inject_pop_batch(inj, SIZE_MAX, &count);
+    struct corio__qnode *out[CORIO_RUNQ_CAP];
+    size_t count = corio__inject_pop_batch(inj, out, CORIO_RUNQ_CAP);
     assert_int_equal(count, CORIO_RUNQ_CAP / 2 + 1);
-    for (unsigned i = 0; i < CORIO_RUNQ_CAP / 2; i++, n = n->next)
-        assert_int_equal(item_of(n)->id, i);
-    assert_int_equal(item_of(n)->id, CORIO_RUNQ_CAP + 1);
-    assert_null(n->next);
+    for (unsigned i = 0; i < CORIO_RUNQ_CAP / 2; i++)
+        assert_int_equal(item_of(out[i])->id, i);
+    assert_int_equal(item_of(out[CORIO_RUNQ_CAP / 2])->id, CORIO_RUNQ_CAP + 1);
 
     /* Room again: the next push goes to the ring. */
     assert_int_equal(corio__runq_push_owner(&q, &items[CORIO_RUNQ_CAP].node, inj), 0);
@@ -316,9 +387,9 @@ static void runq_push_batch(void **state)
     assert_int_equal(corio__runq_free_owner(&q), CORIO_RUNQ_CAP - 6);
 
     unsigned count = CORIO_RUNQ_CAP - 6;
-    for (unsigned i = 6; i + 1 < CORIO_RUNQ_CAP; i++)
-        items[i].node.next = &items[i + 1].node;
-    corio__runq_push_batch_owner(&q, &items[6].node, count);
+    struct corio__qnode *batch[CORIO_RUNQ_CAP];
+    node_array(batch, items, 6, count);
+    corio__runq_push_batch_owner(&q, batch, count);
     assert_int_equal(corio__runq_free_owner(&q), 0);
     assert_int_equal(corio__runq_len(&q), CORIO_RUNQ_CAP);
 
@@ -326,6 +397,8 @@ static void runq_push_batch(void **state)
     assert_int_equal(corio__runq_len(&q), CORIO_RUNQ_CAP);
     expect_pops(&q, 0, CORIO_RUNQ_CAP);
     assert_int_equal(corio__runq_free_owner(&q), CORIO_RUNQ_CAP);
+    for (unsigned i = 0; i < CORIO_RUNQ_CAP; i++)
+        assert_ptr_equal(items[i].node.next, POISON);
     free(items);
 }
 
@@ -367,11 +440,11 @@ static void inject_push_pop_fifo(void **state)
     for (unsigned i = 0; i < 5; i++) {
         struct corio__qnode *n = corio__inject_pop(inj);
         assert_int_equal(item_of(n)->id, i);
-        assert_null(n->next);
+        assert_ptr_equal(n->next, POISON);
         assert_int_equal(corio__inject_len(inj), 4 - i);
     }
     assert_null(corio__inject_pop(inj));
-    /* Reusable after it emptied (tail was reset). */
+    /* Reusable after it emptied. */
     corio__inject_push(inj, &items[2].node);
     assert_int_equal(item_of(corio__inject_pop(inj))->id, 2);
     free(items);
@@ -382,17 +455,21 @@ static void inject_push_batch_appends_in_order(void **state)
     struct corio__inject *inj = *state;
     struct item *items = make_items(6);
 
+    struct corio__qnode *batch[3];
+
     corio__inject_push(inj, &items[0].node);
-    items[1].node.next = &items[2].node;
-    items[2].node.next = &items[3].node;
-    items[3].node.next = &items[5].node; /* stale link past the batch end */
-    corio__inject_push_batch(inj, &items[1].node, &items[3].node, 3);
-    corio__inject_push_batch(inj, NULL, NULL, 0);
+    node_array(batch, items, 1, 3);
+    corio__inject_push_batch(inj, batch, 3);
+    /* The caller's array is only read: reusing it at once is fine. */
+    batch[0] = &items[5].node;
+    corio__inject_push_batch(inj, NULL, 0);
     corio__inject_push(inj, &items[4].node);
     assert_int_equal(corio__inject_len(inj), 5);
     for (unsigned i = 0; i < 5; i++)
         assert_int_equal(item_of(corio__inject_pop(inj))->id, i);
     assert_null(corio__inject_pop(inj));
+    for (unsigned i = 0; i < 6; i++)
+        assert_ptr_equal(items[i].node.next, POISON);
     free(items);
 }
 
@@ -400,37 +477,406 @@ static void inject_pop_batch_order_and_len(void **state)
 {
     struct corio__inject *inj = *state;
     struct item *items = make_items(10);
-    size_t count = 99;
+    struct corio__qnode *out[100];
 
-    assert_null(corio__inject_pop_batch(inj, 4, &count));
-    assert_int_equal(count, 0);
+    /* Empty: nothing written. */
+    out[0] = POISON;
+    assert_int_equal(corio__inject_pop_batch(inj, out, 4), 0);
+    assert_ptr_equal(out[0], POISON);
     for (unsigned i = 0; i < 10; i++)
         corio__inject_push(inj, &items[i].node);
 
-    assert_null(corio__inject_pop_batch(inj, 0, &count));
-    assert_int_equal(count, 0);
+    assert_int_equal(corio__inject_pop_batch(inj, out, 0), 0);
+    assert_int_equal(corio__inject_len(inj), 10);
 
-    struct corio__qnode *n = corio__inject_pop_batch(inj, 4, &count);
-    assert_int_equal(count, 4);
+    /* Fewer than there are: the 4 oldest, and nothing past them written. */
+    out[4] = POISON;
+    assert_int_equal(corio__inject_pop_batch(inj, out, 4), 4);
     assert_int_equal(corio__inject_len(inj), 6);
-    for (unsigned i = 0; i < 4; i++, n = n->next)
-        assert_int_equal(item_of(n)->id, i);
-    assert_null(n);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(item_of(out[i])->id, i);
+    assert_ptr_equal(out[4], POISON);
 
-    /* More than there is: takes all 6. */
-    n = corio__inject_pop_batch(inj, 100, &count);
-    assert_int_equal(count, 6);
+    /* More than there are: takes all 6. */
+    out[6] = POISON;
+    assert_int_equal(corio__inject_pop_batch(inj, out, 100), 6);
     assert_true(corio__inject_is_empty(inj));
-    for (unsigned i = 4; i < 10; i++, n = n->next)
-        assert_int_equal(item_of(n)->id, i);
-    assert_null(n);
+    for (unsigned i = 0; i < 6; i++)
+        assert_int_equal(item_of(out[i])->id, 4 + i);
+    assert_ptr_equal(out[6], POISON);
 
+    /* Exactly as many as there are. */
     corio__inject_push(inj, &items[0].node);
-    n = corio__inject_pop_batch(inj, 1, &count);
-    assert_int_equal(count, 1);
-    assert_int_equal(item_of(n)->id, 0);
+    assert_int_equal(corio__inject_pop_batch(inj, out, 1), 1);
+    assert_int_equal(item_of(out[0])->id, 0);
+    assert_null(corio__inject_pop(inj));
+    assert_int_equal(corio__inject_pop_batch(inj, out, 100), 0);
+    free(items);
+}
+
+static void inject_init_reports_enomem(void **state)
+{
+    (void)state;
+    struct corio__inject inj;
+
+    use_test_allocator(true);
+    assert_int_equal(corio__inject_init(&inj), -ENOMEM);
+    corio__inject_realloc = realloc;
+    assert_int_equal(corio__inject_init(&inj), 0);
+    assert_int_equal(inj.cap, CORIO_INJECT_INIT_CAP);
+    corio__inject_fini(&inj);
+}
+
+static void inject_ring_wraps_around(void **state)
+{
+    struct corio__inject *inj = *state;
+    const unsigned cap = CORIO_INJECT_INIT_CAP, total = 24 * 130; /* 3 times round */
+    struct item *items = make_items(total);
+    struct corio__qnode *batch[129];
+    unsigned pushed = 0, popped = 0;
+    bool wrapped = false;
+
+    /* Any growth would fail: the ring must go round in its own slots. */
+    use_test_allocator(true);
+    /* Kept between cap - 230 and cap full by a batch of 129 plus one single
+     * push at a time, drained 100 at a time: both ends cross the end of
+     * slot[] inside a batch, at varying offsets. */
+    while (popped < total) {
+        if (pushed < total && pushed - popped + 130 <= cap) {
+            node_array(batch, items, pushed, 129);
+            corio__inject_push_batch(inj, batch, 129);
+            corio__inject_push(inj, &items[pushed + 129].node);
+            pushed += 130;
+        } else {
+            unsigned n = pushed - popped < 100 ? pushed - popped : 100;
+            expect_inject(inj, popped, n, 100);
+            popped += n;
+        }
+        wrapped |= inj->head + inj->used > inj->cap;
+        assert_int_equal(corio__inject_len(inj), pushed - popped);
+    }
+    assert_true(wrapped);
+    assert_int_equal(inj->cap, cap);
+    assert_null(inj->spill_head);
+    assert_int_equal(atomic_load(&alloc_calls), 0);
+    assert_true(corio__inject_is_empty(inj));
+    for (unsigned i = 0; i < total; i++)
+        assert_ptr_equal(items[i].node.next, POISON);
+    free(items);
+}
+
+static void inject_ring_grows_keeping_fifo(void **state)
+{
+    struct corio__inject *inj = *state;
+    const unsigned cap = CORIO_INJECT_INIT_CAP, total = 20 * cap;
+    struct item *items = make_items(total);
+    struct corio__qnode *batch[129];
+    unsigned pushed = 0, popped = 0;
+
+    /* Leave head mid-ring, then push until the ring wraps and is nearly
+     * full: the growth that follows must move the wrapped part. */
+    for (unsigned i = 0; i < 7; i++) {
+        node_array(batch, items, pushed, 100);
+        corio__inject_push_batch(inj, batch, 100);
+        pushed += 100;
+    }
+    expect_inject(inj, 0, 500, 128);
+    popped = 500;
+    while (pushed - popped + 129 <= cap) {
+        node_array(batch, items, pushed, 129);
+        corio__inject_push_batch(inj, batch, 129);
+        pushed += 129;
+    }
+    assert_int_equal(inj->cap, cap);
+    assert_int_equal(inj->head, 500);
+    assert_true(inj->head + inj->used > cap);
+
+    node_array(batch, items, pushed, 129);
+    corio__inject_push_batch(inj, batch, 129);
+    pushed += 129;
+    assert_int_equal(inj->cap, 2 * cap);
+    assert_int_equal(inj->head, 500);
+    expect_inject(inj, popped, 300, 128);
+    popped += 300;
+
+    /* Then many pushes, singles and batches, with pops falling behind: the
+     * ring doubles several times from varying head positions. */
+    unsigned round = 0;
+    while (pushed < total) {
+        unsigned n = total - pushed < 129 ? total - pushed : 129;
+        if (round % 2 == 0) {
+            node_array(batch, items, pushed, n);
+            corio__inject_push_batch(inj, batch, n);
+        } else {
+            for (unsigned i = 0; i < n; i++)
+                corio__inject_push(inj, &items[pushed + i].node);
+        }
+        pushed += n;
+        if (++round % 3 == 0) {
+            expect_inject(inj, popped, 100, 33);
+            popped += 100;
+        }
+        assert_int_equal(corio__inject_len(inj), pushed - popped);
+        assert_true(inj->used <= inj->cap);
+    }
+    assert_true(inj->cap >= 16 * cap);
+    assert_int_equal(inj->cap & (inj->cap - 1), 0);
+    assert_null(inj->spill_head);
+    expect_inject(inj, popped, pushed - popped, 512);
+    assert_true(corio__inject_is_empty(inj));
+    for (unsigned i = 0; i < total; i++)
+        assert_ptr_equal(items[i].node.next, POISON);
+    free(items);
+}
+
+static void inject_spill_keeps_fifo_when_growth_fails(void **state)
+{
+    struct corio__inject *inj = *state;
+    const unsigned cap = CORIO_INJECT_INIT_CAP;
+    struct item *items = make_items(cap + 300);
+    struct corio__qnode *batch[129];
+    unsigned pushed = 0;
+
+    use_test_allocator(true);
+    for (; pushed < cap - 50; pushed++)
+        corio__inject_push(inj, &items[pushed].node);
+
+    /* 50 fit in the ring; the other 79 spill, behind them. */
+    node_array(batch, items, pushed, 129);
+    corio__inject_push_batch(inj, batch, 129);
+    pushed += 129;
+    assert_true(atomic_load(&alloc_calls) > 0);
+    assert_int_equal(inj->cap, cap);
+    assert_int_equal(inj->used, cap);
+    assert_int_equal(spilled(inj), 79);
+    corio__inject_push(inj, &items[pushed++].node);
+    assert_int_equal(spilled(inj), 80);
+    assert_int_equal(corio__inject_len(inj), pushed);
+
+    /* Memory is back and the ring has room again, but the spill list holds
+     * older items: new ones must queue behind them, not in the ring. */
+    use_test_allocator(false);
+    expect_inject(inj, 0, 10, 10);
+    node_array(batch, items, pushed, 129);
+    corio__inject_push_batch(inj, batch, 129);
+    pushed += 129;
+    corio__inject_push(inj, &items[pushed++].node);
+    assert_int_equal(atomic_load(&alloc_calls), 0);
+    assert_int_equal(inj->used, cap - 10);
+    assert_int_equal(spilled(inj), 80 + 130);
+    assert_int_equal(corio__inject_len(inj), pushed - 10);
+
+    /* Batches of 100 from 10: the 11th takes the last 14 of the ring and
+     * the first 86 of the spill list. */
+    expect_inject(inj, 10, pushed - 10, 100);
+    assert_true(corio__inject_is_empty(inj));
+    assert_null(inj->spill_head);
+    assert_null(inj->spill_tail);
+    assert_int_equal(inj->used, 0);
     assert_null(corio__inject_pop(inj));
     free(items);
+}
+
+static void inject_recovers_after_spill_drains(void **state)
+{
+    struct corio__inject *inj = *state;
+    const unsigned cap = CORIO_INJECT_INIT_CAP;
+    struct item *items = make_items(3 * cap + 8);
+    struct corio__qnode *out[8];
+    unsigned pushed = 0;
+
+    use_test_allocator(true);
+    for (; pushed < cap + 5; pushed++)
+        corio__inject_push(inj, &items[pushed].node);
+    assert_int_equal(spilled(inj), 5);
+
+    /* The ring drains first; with it empty, pushes still spill. */
+    expect_inject(inj, 0, cap, 512);
+    use_test_allocator(false);
+    for (; pushed < cap + 8; pushed++)
+        corio__inject_push(inj, &items[pushed].node);
+    assert_int_equal(inj->used, 0);
+    assert_int_equal(spilled(inj), 8);
+
+    /* From the spill list: singly, then a batch larger than what is left. */
+    assert_int_equal(item_of(corio__inject_pop(inj))->id, cap);
+    assert_int_equal(item_of(corio__inject_pop(inj))->id, cap + 1);
+    assert_int_equal(corio__inject_pop_batch(inj, out, 8), 6);
+    for (unsigned i = 0; i < 6; i++)
+        assert_int_equal(item_of(out[i])->id, cap + 2 + i);
+    assert_null(inj->spill_head);
+    assert_null(inj->spill_tail);
+    assert_true(corio__inject_is_empty(inj));
+    assert_int_equal(atomic_load(&alloc_calls), 0);
+
+    /* The spill list is empty: the ring takes pushes and grows again. */
+    for (; pushed < 3 * cap + 8; pushed++)
+        corio__inject_push(inj, &items[pushed].node);
+    assert_true(atomic_load(&alloc_calls) > 0);
+    assert_int_equal(inj->cap, 2 * cap);
+    assert_null(inj->spill_head);
+    expect_inject(inj, cap + 8, 2 * cap, 128);
+    assert_true(corio__inject_is_empty(inj));
+    free(items);
+}
+
+/* ---- inject stress: many producers, many consumers ---- */
+
+struct mpmc {
+    struct corio__inject inj;
+    struct item *items;
+    _Atomic unsigned char *seen;
+    unsigned per_producer, producers;
+    atomic_uint taken;
+    atomic_uint disorder, duplicates;
+};
+
+#define CONSUME_SPIN 256 /* ~100 ns per item: producers outrun consumers several-fold */
+#define MPMC_BURST 10000 /* per producer: 3 bursts need 32 Ki slots, 5 doublings */
+
+struct mpmc_thread {
+    struct mpmc *m;
+    unsigned index;
+    pthread_t thread;
+};
+
+/* Fails every third growth, so the ring grows and the spill list fills and
+ * drains while other threads push and pop. Called under the queue's lock. */
+static void *flaky_realloc(void *ptr, size_t size)
+{
+    return atomic_fetch_add(&alloc_calls, 1) % 3 == 2 ? NULL : realloc(ptr, size);
+}
+
+static void *mpmc_producer(void *arg)
+{
+    struct mpmc_thread *me = arg;
+    struct mpmc *m = me->m;
+    unsigned first = me->index * m->per_producer, end = first + m->per_producer;
+    struct corio__qnode *batch[129];
+    uint32_t rng = 2463534242u + me->index;
+
+    for (unsigned i = first; i < end;) {
+        rng ^= rng << 13;
+        rng ^= rng >> 17;
+        rng ^= rng << 5;
+        unsigned n = 1 + rng % 129;
+        if (n > end - i)
+            n = end - i;
+        /* Write each item just before pushing it, so the sanitizer checks
+         * that the queue publishes the item, not just the pointer. */
+        for (unsigned k = 0; k < n; k++) {
+            m->items[i + k].id = i + k;
+            batch[k] = &m->items[i + k].node;
+        }
+        if (n < 8) {
+            for (unsigned k = 0; k < n; k++)
+                corio__inject_push(&m->inj, batch[k]);
+        } else {
+            corio__inject_push_batch(&m->inj, batch, n);
+        }
+        i += n;
+        /* Bursts, then a pause until the consumers have emptied the queue:
+         * each burst's backlog needs growth again (until the ring is big
+         * enough for a burst from every producer), and the spill list a
+         * failed growth started drains before the next burst. */
+        if ((i - first) % MPMC_BURST < n) {
+            while (!corio__inject_is_empty(&m->inj))
+                sched_yield();
+        }
+    }
+    return NULL;
+}
+
+static void *mpmc_consumer(void *arg)
+{
+    struct mpmc_thread *me = arg;
+    struct mpmc *m = me->m;
+    unsigned total = m->per_producer * m->producers;
+    long last[16];
+    struct corio__qnode *out[128];
+    uint32_t rng = 88675123u + me->index;
+
+    for (unsigned p = 0; p < m->producers; p++)
+        last[p] = -1;
+    while (atomic_load_explicit(&m->taken, memory_order_relaxed) < total) {
+        rng ^= rng << 13;
+        rng ^= rng >> 17;
+        rng ^= rng << 5;
+        size_t got = corio__inject_pop_batch(&m->inj, out, 1 + rng % 128);
+        if (got == 0) {
+            sched_yield();
+            continue;
+        }
+        for (size_t i = 0; i < got; i++) {
+            unsigned id = item_of(out[i])->id, p = id / m->per_producer;
+            /* FIFO: one consumer sees each producer's items in push order. */
+            if ((long)id <= last[p])
+                atomic_fetch_add_explicit(&m->disorder, 1, memory_order_relaxed);
+            last[p] = id;
+            if (atomic_fetch_add_explicit(&m->seen[id], 1, memory_order_relaxed) != 0)
+                atomic_fetch_add_explicit(&m->duplicates, 1, memory_order_relaxed);
+            /* Slower than the producers, so a backlog builds: the ring has
+             * to grow, and the growths that fail have to spill. */
+            for (unsigned k = 0; k < CONSUME_SPIN; k++)
+                __asm__ __volatile__("" ::: "memory");
+        }
+        atomic_fetch_add_explicit(&m->taken, (unsigned)got, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static void inject_mpmc_stress(void **state)
+{
+    (void)state;
+#ifdef UNDER_TSAN
+    const unsigned per_producer = 50000;
+#else
+    const unsigned per_producer = 300000;
+#endif
+    enum { PRODUCERS = 3, CONSUMERS = 3 };
+    struct mpmc *m = calloc(1, sizeof(*m));
+    struct mpmc_thread threads[PRODUCERS + CONSUMERS];
+
+    assert_non_null(m);
+    m->producers = PRODUCERS;
+    m->per_producer = per_producer;
+    m->items = calloc((size_t)PRODUCERS * per_producer, sizeof(*m->items));
+    m->seen = calloc((size_t)PRODUCERS * per_producer, sizeof(*m->seen));
+    assert_non_null(m->items);
+    assert_non_null(m->seen);
+    assert_int_equal(corio__inject_init(&m->inj), 0);
+    /* Set while no thread uses a queue, as corio__inject_realloc asks. */
+    atomic_store(&alloc_calls, 0);
+    corio__inject_realloc = flaky_realloc;
+
+    for (unsigned i = 0; i < PRODUCERS + CONSUMERS; i++) {
+        threads[i].m = m;
+        threads[i].index = i < PRODUCERS ? i : i - PRODUCERS;
+        assert_int_equal(pthread_create(&threads[i].thread, NULL,
+                                        i < PRODUCERS ? mpmc_producer : mpmc_consumer,
+                                        &threads[i]), 0);
+    }
+    for (unsigned i = 0; i < PRODUCERS + CONSUMERS; i++)
+        assert_int_equal(pthread_join(threads[i].thread, NULL), 0);
+    corio__inject_realloc = realloc;
+
+    unsigned total = PRODUCERS * per_producer, missing = 0;
+    for (unsigned i = 0; i < total; i++)
+        missing += atomic_load_explicit(&m->seen[i], memory_order_relaxed) != 1;
+    unsigned calls = atomic_load(&alloc_calls);
+    print_message("inject stress: %u items, ring grew to %zu slots, %u of %u growths failed\n",
+                  total, m->inj.cap, (calls + 1) / 3, calls);
+    assert_int_equal(missing, 0);
+    assert_int_equal(atomic_load(&m->duplicates), 0);
+    assert_int_equal(atomic_load(&m->disorder), 0);
+    assert_int_equal(atomic_load(&m->taken), total);
+    assert_true(corio__inject_is_empty(&m->inj));
+    assert_null(m->inj.spill_head);
+
+    corio__inject_fini(&m->inj);
+    free(m->seen);
+    free(m->items);
+    free(m);
 }
 
 /* ---- torture: one owner, many thieves ---- */
@@ -519,14 +965,13 @@ static void *thief_main(void *arg)
 
         /* Refill from the overflow queue through push_batch, as an idle
          * worker does; keep one to run now. */
-        size_t count;
-        unsigned room = corio__runq_free_owner(&me->q);
-        n = corio__inject_pop_batch(&t->inj, room < 33 ? room : 33, &count);
-        if (n != NULL) {
-            record(t, n);
+        struct corio__qnode *batch[33];
+        unsigned room = corio__runq_free_owner(&me->q) + 1;
+        size_t count = corio__inject_pop_batch(&t->inj, batch, room < 33 ? room : 33);
+        if (count > 0) {
+            record(t, batch[0]);
             me->taken++;
-            if (count > 1)
-                corio__runq_push_batch_owner(&me->q, n->next, (unsigned)count - 1);
+            corio__runq_push_batch_owner(&me->q, batch + 1, (unsigned)count - 1);
             continue;
         }
 
@@ -668,6 +1113,12 @@ int main(void)
         INJ_TEST(inject_push_pop_fifo),
         INJ_TEST(inject_push_batch_appends_in_order),
         INJ_TEST(inject_pop_batch_order_and_len),
+        INJ_TEST(inject_init_reports_enomem),
+        INJ_TEST(inject_ring_wraps_around),
+        INJ_TEST(inject_ring_grows_keeping_fifo),
+        INJ_TEST(inject_spill_keeps_fifo_when_growth_fails),
+        INJ_TEST(inject_recovers_after_spill_drains),
+        INJ_TEST(inject_mpmc_stress),
         cmocka_unit_test(runq_torture_owner_vs_thieves),
     };
 #undef INJ_TEST

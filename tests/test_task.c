@@ -15,7 +15,8 @@
  * them has ended. Every run asserts that no task outlived it and, unless the
  * case expects a report, that nothing reached the exception handler.
  *
- * cancel_stress_random_points takes --workers N (default 4).
+ * The stress cases take --workers N (default 4): cancel_stress_random_points
+ * runs on N workers, cancel_racing_return_is_consistent on max(N, 2).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -123,14 +124,19 @@ static int run_on(unsigned workers, corio_fn fn, void *arg, void **result)
     return rc;
 }
 
-/* Runs @body once on one worker, then REPEATS times on 2 and on 4. */
-static void on_each_worker_count(void (*body)(unsigned workers))
+/* Runs @body once on one worker, then @repeats times on 2 and on 4. */
+static void on_worker_counts(void (*body)(unsigned workers), int repeats)
 {
     body(1);
-    for (int i = 0; i < REPEATS; i++) {
+    for (int i = 0; i < repeats; i++) {
         body(2);
         body(4);
     }
+}
+
+static void on_each_worker_count(void (*body)(unsigned workers))
+{
+    on_worker_counts(body, REPEATS);
 }
 
 static corio_future *new_future(void)
@@ -537,7 +543,7 @@ static void ids_on(unsigned workers)
 static void task_ids_unique(void **state)
 {
     (void)state;
-    on_each_worker_count(ids_on);
+    on_worker_counts(ids_on, 3);   /* a thousand tasks a run: few runs suffice */
 }
 
 /* ---- current task ------------------------------------------------------ */
@@ -2029,25 +2035,29 @@ static void cancel_stress_random_points(void **state)
 /* A task returning on one worker while another cancels it: corio_task_cancel()
  * returns 1 only if the request was counted before the task ended, and then
  * the task ends cancelled; 0 means it had ended, with its value. Each round
- * the returning task spins (bounded) until the canceller says go, so the two
- * usually meet within nanoseconds. */
-#define RACE_ROUNDS 2000
-#define RACE_SPIN_LIMIT 10000000
+ * the returning task polls until the canceller says go; the canceller then
+ * waits a delay that sweeps 0..RACE_DELAYS-1 steps over the rounds, so on
+ * two workers some rounds make the cancel meet the return within nanoseconds
+ * whatever the machine's timing. Both sides yield while they wait, so a round
+ * where they share a worker still ends at once. */
+#define RACE_ROUNDS 4000
+#define RACE_DELAYS 200
+#define RACE_POLLS 1000   /* polls between yields */
 
 struct race {
-    atomic_int go, spinning;
+    atomic_int go, polling;
     corio_task *victim;
-    int cancel_rc;
+    int delay, cancel_rc;
 };
 
 static void *return_on_go(void *arg)
 {
     struct race *r = arg;
 
-    atomic_store(&r->spinning, 1);
-    for (long i = 0; i < RACE_SPIN_LIMIT && !atomic_load_explicit(&r->go, memory_order_acquire);
-         i++)
-        ;
+    atomic_store(&r->polling, 1);
+    for (long i = 1; !atomic_load_explicit(&r->go, memory_order_acquire); i++)
+        if (i % RACE_POLLS == 0)
+            corio_yield();
     return (void *)0x600d;
 }
 
@@ -2055,9 +2065,11 @@ static void *cancel_on_go(void *arg)
 {
     struct race *r = arg;
 
-    for (long i = 0; i < RACE_SPIN_LIMIT && !atomic_load(&r->spinning); i++)
-        ;
+    while (!atomic_load(&r->polling))
+        corio_yield();
     atomic_store_explicit(&r->go, 1, memory_order_release);
+    for (volatile int i = 0; i < r->delay; i++)
+        ;
     r->cancel_rc = corio_task_cancel(r->victim, NULL);
     return NULL;
 }
@@ -2072,7 +2084,7 @@ static void *race_main(void *arg)
     struct race_totals *tot = arg;
 
     for (int round = 0; round < RACE_ROUNDS; round++) {
-        struct race r = {.cancel_rc = -1};
+        struct race r = {.delay = round % RACE_DELAYS, .cancel_rc = -1};
         corio_task *c = NULL;
         void *v = NULL;
 

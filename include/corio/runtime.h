@@ -28,8 +28,10 @@ typedef struct corio_rt_options {
     unsigned workers;          /* 0: $CORIO_WORKERS, else the online CPUs */
     size_t stack_size;         /* default usable stack per task; 0: 64 KiB */
     size_t max_stack_memory;   /* budget of virtual stack bytes for tasks that
-                                  exist at once; 0: 1 TiB. Past it, spawn
-                                  returns -ENOMEM. */
+                                  exist at once (a stack plus its guard page
+                                  each); past it, spawn returns -ENOMEM.
+                                  0: no budget; spawn then returns -ENOMEM
+                                  only while the kernel refuses new stacks. */
     int debug;                 /* 1: debug mode, 0: $CORIO_DEBUG decides */
     uint64_t slow_callback_ns; /* debug: warn when one step runs longer;
                                   0: 100 ms (asyncio's slow_callback_duration) */

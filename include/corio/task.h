@@ -42,7 +42,8 @@ typedef struct corio_spawn_options {
  * *@out, when @out is not NULL, receives a reference the caller must drop.
  * Returns 0, -EINVAL (@fn NULL), -EPERM (no running runtime on this thread:
  * use corio_run() or corio_rt_spawn_threadsafe()), -ENOMEM (no memory for
- * the task, or its stack would exceed the runtime's stack budget: the
+ * the task, its stack would exceed the runtime's stack budget, or the kernel
+ * refused the last task stack: the
  * runtime keeps running).
  * Call from: a task or a callback of a running runtime. */
 CORIO_API int corio_spawn(corio_task **out, corio_fn fn, void *arg);
