@@ -53,7 +53,7 @@ struct corio__inject {
 extern void *(*corio__inject_realloc)(void *ptr, size_t size);
 
 /* corio__inject_init - an empty queue with a ring of CORIO_INJECT_INIT_CAP.
- * Returns 0, -ENOMEM, or a pthread_mutex_init() error. */
+ * Returns 0, -ENOMEM, or pthread_mutex_init()'s error negated. */
 int corio__inject_init(struct corio__inject *q);
 /* corio__inject_fini - releases the ring. Items still queued are the
  * caller's; the queue never owned them. */
