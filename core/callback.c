@@ -122,15 +122,7 @@ int corio_future_remove_done_callback(corio_future *f, corio_done_fn fn, void *a
         struct corio__waiter *next = w->next;
         struct corio_handle *h = corio__container_of(w, struct corio_handle, w);
         if (w->fire == done_fire && h->done_fn == fn && h->arg == arg) {
-            if (w->prev)
-                w->prev->next = w->next;
-            else
-                f->whead = w->next;
-            if (w->next)
-                w->next->prev = w->prev;
-            else
-                f->wtail = w->prev;
-            w->linked = false;
+            corio__future_unlink_waiter_locked(f, w);
             /* Chain through the queue link: the handle is on no queue. */
             h->node.q.next = found ? &found->node.q : NULL;
             found = h;

@@ -88,6 +88,24 @@ static int multi_init(struct multi *m, corio_future *const *fs, size_t n, bool t
     return 0;
 }
 
+static void multi_set_waiter(struct multi *m, struct corio_task *t);
+static void multi_register(struct multi *m);
+
+/* gather and wait: the calling task waits on @fs from the start. */
+static int multi_wait_start(struct multi *m, corio_future *const *fs, size_t n,
+                            struct corio_task **self)
+{
+    *self = corio_current_task();
+    if (!*self)
+        return -EPERM;
+    int rc = multi_init(m, fs, n, false);
+    if (rc < 0)
+        return rc;
+    multi_set_waiter(m, *self);
+    multi_register(m);
+    return 0;
+}
+
 static void multi_set_waiter(struct multi *m, struct corio_task *t)
 {
     corio__spin_lock(&m->lock);
@@ -156,16 +174,12 @@ int corio_gather(corio_future *const *fs, size_t n, unsigned flags, void **resul
         return 0;
     if (!fs)
         return -EINVAL;
-    struct corio_task *t = corio_current_task();
-    if (!t)
-        return -EPERM;
+    struct corio_task *t;
     struct multi m;
-    int rc = multi_init(&m, fs, n, false);
+    int rc = multi_wait_start(&m, fs, n, &t);
     if (rc < 0)
         return rc;
     bool return_exc = flags & CORIO_RETURN_EXCEPTIONS, cancelled = false;
-    multi_set_waiter(&m, t);
-    multi_register(&m);
     for (;;) {
         if (ndone(&m) == n)
             break;
@@ -225,15 +239,11 @@ int corio_wait(corio_future *const *fs, size_t n, int return_when, corio_future 
     if (n == 0 || !fs || return_when < CORIO_FIRST_COMPLETED ||
         return_when > CORIO_ALL_COMPLETED)
         return -EINVAL;
-    struct corio_task *t = corio_current_task();
-    if (!t)
-        return -EPERM;
+    struct corio_task *t;
     struct multi m;
-    int rc = multi_init(&m, fs, n, false);
+    int rc = multi_wait_start(&m, fs, n, &t);
     if (rc < 0)
         return rc;
-    multi_set_waiter(&m, t);
-    multi_register(&m);
     while (!wait_satisfied(&m, return_when)) {
         if (corio__task_take_cancel(t)) {
             rc = -ECANCELED;

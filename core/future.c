@@ -66,7 +66,7 @@ void corio__object_freed(struct corio_rt *rt)
         atomic_fetch_sub_explicit(&rt->ext_objects, 1, memory_order_relaxed);
 }
 
-static void waiter_unlink(struct corio_future *f, struct corio__waiter *w)
+void corio__future_unlink_waiter_locked(struct corio_future *f, struct corio__waiter *w)
 {
     if (w->prev)
         w->prev->next = w->next;
@@ -142,7 +142,7 @@ void corio__future_remove_waiter(struct corio_future *f, struct corio__waiter *w
 {
     corio__spin_lock(&f->lock);
     if (w->linked)
-        waiter_unlink(f, w);
+        corio__future_unlink_waiter_locked(f, w);
     corio__spin_unlock(&f->lock);
 }
 

@@ -241,6 +241,7 @@ int corio__future_complete(struct corio_future *f, uint8_t state, void *value, i
 bool corio__future_add_waiter(struct corio_future *f, struct corio__waiter *w,
                               corio__waiter_fn fire);
 void corio__future_remove_waiter(struct corio_future *f, struct corio__waiter *w);
+void corio__future_unlink_waiter_locked(struct corio_future *f, struct corio__waiter *w);
 int corio__future_outcome(struct corio_future *f, void **value);
 void corio__future_report_unretrieved(struct corio_future *f);
 void corio__object_created(struct corio_rt *rt);

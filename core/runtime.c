@@ -71,6 +71,22 @@ static int workers_init(struct corio_rt *rt)
     return 0;
 }
 
+/* DESIGN.md: fail at start, with a message, rather than at the 32,000th
+ * task, when the kernel's mapping limit cannot hold the stacks this runtime
+ * may need (the budget's worth, or PLANNED_STACKS without a budget). */
+#define PLANNED_STACKS 100000
+
+static int check_map_count(struct corio_rt *rt)
+{
+    size_t stride = rt->arena.slot_size + rt->arena.page;
+    size_t stacks = rt->max_stack_memory ? rt->max_stack_memory / stride : PLANNED_STACKS;
+    char msg[512];
+    int rc = corio__stack_check_map_count(&rt->arena, stacks, msg, sizeof msg);
+    if (rc < 0)
+        fprintf(stderr, "%s\n", msg);
+    return rc;
+}
+
 int corio_rt_create(corio_rt **out, const corio_rt_options *opts)
 {
     if (!out)
@@ -92,6 +108,8 @@ int corio_rt_create(corio_rt **out, const corio_rt_options *opts)
     int rc = corio__stack_arena_init(&rt->arena, o.stack_size);
     if (rc < 0)
         goto fail_arena;
+    if ((rc = check_map_count(rt)) < 0)
+        goto fail_inject;
     if ((rc = corio__inject_init(&rt->inject)) < 0)
         goto fail_inject;
     if ((rc = corio__idle_init(&rt->idle, rt->nworkers)) < 0)

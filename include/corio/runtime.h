@@ -50,7 +50,9 @@ CORIO_API int corio_run(corio_fn fn, void *arg, const corio_rt_options *opts, vo
 
 /* corio_rt_create - a runtime that is not running yet (@opts may be NULL).
  * Returns 0 and *@out, -EINVAL (@out NULL, workers > 1024, bad stack size),
- * -ENOMEM. Call from: any thread. */
+ * -ENOMEM (out of memory, or vm.max_map_count cannot hold the guarded
+ * stacks the runtime may need: a line on stderr says what to raise).
+ * Call from: any thread. */
 CORIO_API int corio_rt_create(corio_rt **out, const corio_rt_options *opts);
 
 /* corio_rt_run - run @fn(@arg) as the main task of @rt on the calling thread
