@@ -106,12 +106,6 @@ void corio__fiber_init_thread(struct corio__fiber *f)
 void corio__fiber_init(struct corio__fiber *f, void *stack_lo, size_t size,
                        corio__fiber_entry entry)
 {
-    corio__fiber_init_reusing(f, stack_lo, size, entry, NULL);
-}
-
-void corio__fiber_init_reusing(struct corio__fiber *f, void *stack_lo, size_t size,
-                               corio__fiber_entry entry, void *tsan)
-{
     char *top = (char *)stack_lo + size;
 
     memset(f, 0, sizeof *f);
@@ -128,10 +122,8 @@ void corio__fiber_init_reusing(struct corio__fiber *f, void *stack_lo, size_t si
     f->sp = corio__fiber_asm_make(top, entry);
 #endif
 #ifdef CORIO_FIBER_TSAN
-    f->tsan = tsan ? tsan : __tsan_create_fiber(0);
+    f->tsan = __tsan_create_fiber(0);
     f->owns_tsan = 1;
-#else
-    (void)tsan;
 #endif
 }
 
@@ -167,24 +159,6 @@ void corio__fiber_switch_final(struct corio__fiber *from, struct corio__fiber *t
 #endif
     corio__fiber_asm_switch(&from->sp, to->sp, value);
     __builtin_unreachable();
-}
-
-void *corio__fiber_detach_tsan(struct corio__fiber *f)
-{
-    void *tsan = f->owns_tsan ? f->tsan : NULL;
-    f->tsan = NULL;
-    f->owns_tsan = 0;
-    return tsan;
-}
-
-void corio__fiber_tsan_release(void *tsan)
-{
-#ifdef CORIO_FIBER_TSAN
-    if (tsan)
-        __tsan_destroy_fiber(tsan);
-#else
-    (void)tsan;
-#endif
 }
 
 void corio__fiber_destroy(struct corio__fiber *f)

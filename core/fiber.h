@@ -54,18 +54,6 @@ void corio__fiber_switch_final(struct corio__fiber *from, struct corio__fiber *t
 /* Release what corio__fiber_init() acquired (the TSan fiber). Not the stack. */
 void corio__fiber_destroy(struct corio__fiber *f);
 
-/* TSan builds: creating a TSan fiber costs ~0.5 ms, so a task's TSan fiber
- * stays with its stack and is reused by the next task on that stack:
- * corio__fiber_init_reusing() adopts @tsan (when not NULL) instead of
- * creating one,
- * corio__fiber_detach_tsan() takes it back out before the stack is freed,
- * and corio__fiber_tsan_release() ends it when the stack itself goes.
- * Outside TSan builds all three do nothing. */
-void corio__fiber_init_reusing(struct corio__fiber *f, void *stack_lo, size_t size,
-                               corio__fiber_entry entry, void *tsan);
-void *corio__fiber_detach_tsan(struct corio__fiber *f);
-void corio__fiber_tsan_release(void *tsan);
-
 /* The assembly primitives (exposed for the switch benchmark and tests). */
 void *corio__fiber_asm_switch(void **save_sp, void *to_sp, void *value);
 void *corio__fiber_asm_make(void *stack_top, corio__fiber_entry entry);

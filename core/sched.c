@@ -118,7 +118,7 @@ static void task_retire(struct corio__worker *w, struct corio_task *t)
     struct corio_rt *rt = w->rt;
     atomic_store_explicit(&t->sched, TS_DONE, memory_order_release);
     if (t->stack.lo) {
-        t->stack.tsan = corio__fiber_detach_tsan(&t->fiber);
+        corio__fiber_destroy(&t->fiber);
         corio__stack_free(&w->stacks, &rt->arena, &t->stack);
         if (atomic_load_explicit(&rt->stack_exhausted, memory_order_relaxed))
             atomic_store_explicit(&rt->stack_exhausted, false, memory_order_relaxed);
@@ -146,9 +146,7 @@ static bool task_start(struct corio__worker *w, struct corio_task *t)
                                true);
         return false;
     }
-    corio__fiber_init_reusing(&t->fiber, t->stack.lo, t->stack.size, corio__task_run_entry,
-                              t->stack.tsan);
-    t->stack.tsan = NULL;   /* the fiber holds it until the task is retired */
+    corio__fiber_init(&t->fiber, t->stack.lo, t->stack.size, corio__task_run_entry);
     return true;
 }
 

@@ -29,7 +29,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE     /* pipe2 */
 #endif
-#include "fiber.h"
 #include "stack.h"
 
 #include <errno.h>
@@ -160,8 +159,6 @@ int corio__stack_arena_init(struct corio__stack_arena *a, size_t default_size)
 
 void corio__stack_arena_fini(struct corio__stack_arena *a)
 {
-    for (size_t i = 0; i < a->nfree; i++)
-        corio__fiber_tsan_release(a->free[i].tsan);
     for (size_t i = 0; i < a->nregions; i++)
         munmap(a->regions[i], region_len(a));
     free(a->regions);
@@ -303,7 +300,6 @@ static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena 
         c->slots[c->n].size = a->slot_size;
         c->slots[c->n].map = NULL;
         c->slots[c->n].map_len = 0;
-        c->slots[c->n].tsan = NULL;
         c->n++;
     }
     return c->n ? 0 : -ENOMEM;
@@ -325,7 +321,6 @@ static int alloc_own(struct corio__stack_arena *a, size_t size, struct corio__st
     out->size = size;
     out->map = map;
     out->map_len = len;
-    out->tsan = NULL;
     write_canary(a, out);
     return 0;
 }
@@ -356,7 +351,6 @@ void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *
                        struct corio__stack *s)
 {
     if (s->map) {
-        corio__fiber_tsan_release(s->tsan);
         munmap(s->map, s->map_len);
         return;
     }

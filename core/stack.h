@@ -46,8 +46,6 @@ struct corio__stack {
     size_t size;       /* usable bytes */
     void *map;         /* own mapping for non-default sizes, else NULL */
     size_t map_len;
-    void *tsan;        /* TSan builds: the fiber handle that lives with this
-                          stack (core/fiber.c); released when the stack is */
 };
 
 struct corio__stack_arena {

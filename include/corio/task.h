@@ -92,7 +92,9 @@ CORIO_API int corio_task_exception(corio_task *t, const char **msg);
 /* corio_task_name - the task's name (valid until @t is renamed or freed;
  * "" for NULL).
  * corio_task_set_name - rename it: 0, -EINVAL (NULL), -ENOMEM.
- * corio_task_id - a process-unique id, 1, 2, ... (0 for NULL). */
+ * corio_task_id - a process-unique id (0 for NULL): ids grow in the order a
+ * worker spawns, but workers draw them in blocks, so they are not
+ * consecutive across workers. */
 CORIO_API const char *corio_task_name(const corio_task *t);
 CORIO_API int corio_task_set_name(corio_task *t, const char *name);
 CORIO_API uint64_t corio_task_id(const corio_task *t);
