@@ -1,26 +1,19 @@
 /* tests/test_combinators.c - gather, wait, as_completed and shield
  * (corio/combinators.h).
  *
- * Every case runs its own runtime, with an exception handler that records
- * reports, and checks afterwards that no task is left alive. Tasks never call
- * cmocka's assertions (they longjmp, which must not cross a fiber): they
- * record what they saw with CHECK*(), and the case asserts once the runtime
- * has shut down. Tasks block on plain futures ("gates") or on other tasks;
- * "completes later" is made with corio_yield() loops. Cases that check an
- * order run on one worker, where ready tasks run in asyncio's order; their
- * order-free invariants also run on 2 and 4 workers, repeated, where a task
- * that must be inside a combinator before it is cancelled first completes a
- * "ready" future (cancellation before the call is delivered at the call).
+ * Every case runs its own runtime (testutil.h), which must leave no task
+ * alive and report nothing. Tasks never call cmocka's assertions (they
+ * longjmp, which must not cross a fiber): they record what they saw with
+ * CHECK*(), and the case asserts once the runtime has shut down. Tasks block
+ * on plain futures ("gates") or on other tasks; "completes later" is made
+ * with corio_yield() loops. Cases that check an order run on one worker,
+ * where ready tasks run in asyncio's order; their order-free invariants also
+ * run on 2 and 4 workers, repeated, where a task that must be inside a
+ * combinator before it is cancelled first completes a "ready" future
+ * (cancellation before the call is delivered at the call).
  *
  * The stress case takes its worker count from `--workers N` (default 4).
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,107 +22,51 @@
 
 #include <corio/corio.h>
 
-#define V(n) ((void *)(uintptr_t)(n))
-#define REPEAT 5   /* runs per worker count for the order-free invariants */
+#include "testutil.h"
+
+#define MULTI_RUNS 5   /* runs per worker count of an order-free invariant */
 
 static unsigned stress_workers = 4;
 
-/* ---- checks made inside tasks, asserted after the run ---------------- */
-
-struct checks {
-    atomic_int failed;
-    char first[256];   /* written once, by the first failure */
-};
-
-static void check_at(struct checks *c, bool ok, const char *what, int line, const char *fmt,
-                     long long got, long long want)
-{
-    if (ok || atomic_fetch_add(&c->failed, 1) != 0)
-        return;
-    int n = snprintf(c->first, sizeof c->first, "line %d: %s", line, what);
-    if (fmt && n > 0 && (size_t)n < sizeof c->first)
-        snprintf(c->first + n, sizeof c->first - (size_t)n, fmt, got, want);
-}
-
-#define CHECK(c, cond) check_at((c), (cond), #cond, __LINE__, NULL, 0, 0)
-#define CHECK_EQ(c, got, want)                                                   \
-    do {                                                                         \
-        long long got_ = (long long)(got), want_ = (long long)(want);            \
-        check_at((c), got_ == want_, #got " == " #want, __LINE__,                \
-                 " (got %lld, want %lld)", got_, want_);                         \
-    } while (0)
-#define CHECK_PTR(c, got, want)                                                  \
-    do {                                                                         \
-        const void *got_ = (got), *want_ = (want);                               \
-        check_at((c), got_ == want_, #got " == " #want, __LINE__,                \
-                 " (got %#llx, want %#llx)", (long long)(intptr_t)got_,          \
-                 (long long)(intptr_t)want_);                                    \
-    } while (0)
-#define CHECK_STR(c, got, want)                                                  \
-    do {                                                                         \
-        const char *got_ = (got);                                                \
-        check_at((c), got_ && strcmp(got_, (want)) == 0, #got " is \"" want "\"", \
-                 __LINE__, NULL, 0, 0);                                          \
-    } while (0)
-
-static void assert_checks(struct checks *c)
-{
-    int n = atomic_load(&c->failed);
-    if (n) {
-        print_error("%d check(s) failed inside the runtime; the first: %s\n", n, c->first);
-        fail();
-    }
-}
-
-/* ---- the exception handler's reports --------------------------------- */
-
-struct reports {
-    atomic_int n;
-    char message[128];   /* the first report's */
-};
-
-static void record_report(corio_rt *rt, const corio_exception_context *ctx, void *arg)
-{
-    struct reports *r = arg;
-    (void)rt;
-    if (atomic_fetch_add(&r->n, 1) == 0)
-        snprintf(r->message, sizeof r->message, "%s", ctx->message ? ctx->message : "");
-}
-
-/* Run @fn(@arg) as the main task of a new runtime of @workers workers; the
- * main task must return, nothing may be left alive and nothing reported. */
-static void run_main(unsigned workers, corio_fn fn, void *arg)
-{
-    corio_rt_options o = {.workers = workers};
-    corio_rt *rt = NULL;
-    corio_task *main_task = NULL;
-    struct reports rep = {0};
-    assert_int_equal(corio_rt_create(&rt, &o), 0);
-    assert_int_equal(corio_rt_set_exception_handler(rt, record_report, &rep), 0);
-    assert_int_equal(corio_rt_run(rt, fn, arg, &main_task), 0);
-    assert_non_null(main_task);
-    assert_true(corio_task_done(main_task));
-    assert_false(corio_task_cancelled(main_task));
-    assert_int_equal(corio_rt_alive_tasks(rt), 0);
-    corio_task_unref(main_task);
-    assert_int_equal(corio_rt_destroy(rt), 0);
-    if (atomic_load(&rep.n)) {
-        print_error("unexpected report: %s\n", rep.message);
-        fail();
-    }
-}
-
-static void yield_n(int n)
-{
-    for (int i = 0; i < n; i++)
-        corio_yield();
-}
-
-static corio_future *new_future(struct checks *ck)
+/* A new pending future; a failure to make one is a failed check. */
+static corio_future *checked_future(struct checks *ck)
 {
     corio_future *f = NULL;
     CHECK_EQ(ck, corio_future_create(&f), 0);
     return f;
+}
+
+/* Waits until the task under test, @t, completed @ready on its way into a
+ * combinator. On one worker (@exact) the order is known: @steps yields let
+ * it park there, which is checked. Elsewhere it may not have parked yet,
+ * which is fine: a cancellation before the call is delivered at the call. */
+static void await_ready(struct checks *ck, corio_future *ready, corio_task *t, bool exact,
+                        int steps)
+{
+    CHECK_EQ(ck, corio_await(ready, NULL), 0);
+    if (exact) {
+        yield_n(steps);
+        CHECK(ck, !corio_task_done(t));
+    }
+}
+
+/* Cancels @t, which must take the request and end cancelled. */
+static void cancel_and_reap(struct checks *ck, corio_task *t, const char *msg)
+{
+    CHECK_EQ(ck, corio_task_cancel(t, msg), 1);
+    CHECK_EQ(ck, corio_await(t, NULL), -ECANCELED);
+    CHECK(ck, corio_task_cancelled(t));
+}
+
+/* Opens @gate and checks that @t, which waited behind it, ends normally
+ * with @want. */
+static void open_gate_and_reap(struct checks *ck, corio_future *gate, corio_task *t, void *want)
+{
+    void *v = NULL;
+    CHECK_EQ(ck, corio_future_set_result(gate, NULL), 0);
+    CHECK_EQ(ck, corio_await(t, &v), 0);
+    CHECK_PTR(ck, v, want);
+    CHECK(ck, !corio_task_cancelled(t));
 }
 
 /* ---- gather: results in the order given -------------------------------- */
@@ -185,18 +122,16 @@ static void *gather_order_main(void *arg)
     return NULL;
 }
 
+static void gather_order_on(unsigned workers)
+{
+    struct order_case c = {.exact = workers == 1};
+    run_main_checked(workers, gather_order_main, &c, &c.ck);
+}
+
 static void gather_results_in_given_order(void **state)
 {
     (void)state;
-    struct order_case c = {.exact = true};
-    run_main(1, gather_order_main, &c);
-    assert_checks(&c.ck);
-    for (unsigned w = 2; w <= 4; w += 2)
-        for (int r = 0; r < REPEAT; r++) {
-            struct order_case m = {0};
-            run_main(w, gather_order_main, &m);
-            assert_checks(&m.ck);
-        }
+    on_worker_counts(gather_order_on, 1, MULTI_RUNS);
 }
 
 /* Plain futures, completed in reverse order by another task. */
@@ -222,7 +157,7 @@ static void *gather_futures_main(void *arg)
     corio_task *setter;
 
     for (int i = 0; i < NORDER; i++)
-        c->fs[i] = new_future(&c->ck);
+        c->fs[i] = checked_future(&c->ck);
     CHECK_EQ(&c->ck, corio_spawn(&setter, complete_in_reverse, c), 0);
     /* results and errors may be left out; here errors is. */
     CHECK_EQ(&c->ck, corio_gather(c->fs, NORDER, 0, results, NULL), 0);
@@ -236,8 +171,8 @@ static void *gather_futures_main(void *arg)
     /* The same future twice gives its value twice. */
     corio_future *twice[3];
     void *r3[3] = {0};
-    twice[0] = twice[2] = new_future(&c->ck);
-    twice[1] = new_future(&c->ck);
+    twice[0] = twice[2] = checked_future(&c->ck);
+    twice[1] = checked_future(&c->ck);
     CHECK_EQ(&c->ck, corio_future_set_result(twice[1], V(1)), 0);
     CHECK_EQ(&c->ck, corio_future_set_result(twice[0], V(2)), 0);
     CHECK_EQ(&c->ck, corio_gather(twice, 3, 0, r3, NULL), 0);
@@ -253,8 +188,7 @@ static void gather_futures_results_in_given_order(void **state)
 {
     (void)state;
     struct fut_order_case c = {0};
-    run_main(1, gather_futures_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, gather_futures_main, &c, &c.ck);
 }
 
 /* ---- gather: the first failure ends it, the others keep running ---------- */
@@ -318,8 +252,8 @@ static void *gather_failure_main(void *arg)
 
     /* The same with plain futures. */
     corio_future *fs[2];
-    fs[0] = c->f0 = new_future(&c->ck);
-    fs[1] = c->f1 = new_future(&c->ck);
+    fs[0] = c->f0 = checked_future(&c->ck);
+    fs[1] = c->f1 = checked_future(&c->ck);
     CHECK_EQ(&c->ck, corio_spawn(&setter, fail_pipe_later, c), 0);
     CHECK_EQ(&c->ck, corio_gather(fs, 2, 0, NULL, NULL), -EPIPE);
     CHECK(&c->ck, !corio_future_done(c->f0));
@@ -335,21 +269,11 @@ static void gather_failure_returns_first_error_at_once(void **state)
 {
     (void)state;
     struct fail_case c = {0};
-    run_main(1, gather_failure_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, gather_failure_main, &c, &c.ck);
 }
 
 /* A child cancelled by someone else ends the gather with -ECANCELED, but
  * the gathering task itself is not cancelled. */
-static void *yield_until_cancelled(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < 1000; i++)
-        if (corio_yield() == -ECANCELED)
-            return NULL;
-    return V(1);
-}
-
 static void *gather_cancelled_child_main(void *arg)
 {
     struct checks *ck = arg;
@@ -371,9 +295,7 @@ static void *gather_cancelled_child_main(void *arg)
 static void gather_cancelled_child_returns_ecanceled(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    run_main(1, gather_cancelled_child_main, &ck);
-    assert_checks(&ck);
+    run_checks(1, gather_cancelled_child_main);
 }
 
 /* ---- gather with CORIO_RETURN_EXCEPTIONS ------------------------------- */
@@ -426,9 +348,7 @@ static void *return_exceptions_main(void *arg)
 static void gather_return_exceptions_collects_errors(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    run_main(1, return_exceptions_main, &ck);
-    assert_checks(&ck);
+    run_checks(1, return_exceptions_main);
 }
 
 /* ---- cancelling the task that awaits a gather ---------------------------- */
@@ -486,28 +406,24 @@ static void *gcancel_main(void *arg)
     corio_task *gatherer;
     void *v = NULL;
 
-    g->ready = new_future(&g->ck);
+    g->ready = checked_future(&g->ck);
     for (int i = 0; i < NCH; i++) {
         gc[i] = (struct gchild){g, i};
-        g->gate[i] = new_future(&g->ck);
+        g->gate[i] = checked_future(&g->ck);
         g->await_rc[i] = NOT_RETURNED;
         CHECK_EQ(&g->ck, corio_spawn(&g->child[i], gcancel_child, &gc[i]), 0);
     }
     g->gather_rc = NOT_RETURNED;
     CHECK_EQ(&g->ck, corio_spawn(&gatherer, gcancel_gatherer, g), 0);
-    CHECK_EQ(&g->ck, corio_await(g->ready, NULL), 0);
+    await_ready(&g->ck, g->ready, gatherer, g->exact, 3);
     if (g->exact) {
         /* Every child has run: child 0 returned, the others wait. */
-        yield_n(3);
         CHECK(&g->ck, corio_task_done(g->child[0]));
         for (int i = 1; i < NCH; i++)
             CHECK(&g->ck, !corio_task_done(g->child[i]));
-        CHECK(&g->ck, !corio_task_done(gatherer));
     }
-    CHECK_EQ(&g->ck, corio_task_cancel(gatherer, "stop"), 1);
-    /* The gatherer let the cancellation through: it ends cancelled. */
-    CHECK_EQ(&g->ck, corio_await(gatherer, NULL), -ECANCELED);
-    CHECK(&g->ck, corio_task_cancelled(gatherer));
+    /* The gatherer lets the cancellation through: it ends cancelled. */
+    cancel_and_reap(&g->ck, gatherer, "stop");
     CHECK_EQ(&g->ck, g->gather_rc, -ECANCELED);
     for (int i = 0; i < NCH; i++) {
         /* It waited for every child, clean-up included. */
@@ -539,21 +455,19 @@ static void *gcancel_main(void *arg)
     return NULL;
 }
 
+static void gcancel_on(unsigned workers)
+{
+    struct gcancel g = {.exact = workers == 1};
+    run_main_checked(workers, gcancel_main, &g, &g.ck);
+}
+
 static void gather_cancel_cancels_children(void **state)
 {
     (void)state;
     /* Collecting errors or not, a cancelled gather ends -ECANCELED. */
-    struct gcancel g = {.exact = true}, ge = {.exact = true, .flags = CORIO_RETURN_EXCEPTIONS};
-    run_main(1, gcancel_main, &g);
-    assert_checks(&g.ck);
-    run_main(1, gcancel_main, &ge);
-    assert_checks(&ge.ck);
-    for (unsigned w = 2; w <= 4; w += 2)
-        for (int r = 0; r < REPEAT; r++) {
-            struct gcancel m = {0};
-            run_main(w, gcancel_main, &m);
-            assert_checks(&m.ck);
-        }
+    struct gcancel ge = {.exact = true, .flags = CORIO_RETURN_EXCEPTIONS};
+    run_main_checked(1, gcancel_main, &ge, &ge.ck);
+    on_worker_counts(gcancel_on, 1, MULTI_RUNS);
 }
 
 /* ---- gather: arguments ----------------------------------------------- */
@@ -577,9 +491,8 @@ static void *gather_args_main(void *arg)
     struct gather_args_case *c = arg;
     corio_future *fs[2];
     void *results[2] = {V(7), V(7)};
-    pthread_t th;
 
-    c->f = new_future(&c->ck);
+    c->f = checked_future(&c->ck);
     c->task = corio_current_task();
     /* n == 0: nothing to wait for, whatever the arrays. */
     CHECK_EQ(&c->ck, corio_gather(NULL, 0, 0, NULL, NULL), 0);
@@ -599,8 +512,7 @@ static void *gather_args_main(void *arg)
     CHECK_EQ(&c->ck, corio_gather_tasks(ts, 2, 0, NULL, NULL), -EINVAL);
     CHECK(&c->ck, !corio_future_done(c->f));
     /* From a thread that is not a worker. */
-    CHECK_EQ(&c->ck, pthread_create(&th, NULL, gather_outside_thread, c), 0);
-    pthread_join(th, NULL);
+    run_plain_thread(&c->ck, gather_outside_thread, c);
     CHECK(&c->ck, !corio_future_done(c->f));
     corio_future_unref(c->f);
     return NULL;
@@ -610,8 +522,7 @@ static void gather_empty_and_null_entries(void **state)
 {
     (void)state;
     struct gather_args_case c = {0};
-    run_main(1, gather_args_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, gather_args_main, &c, &c.ck);
 }
 
 /* ---- wait ------------------------------------------------------------ */
@@ -620,6 +531,27 @@ struct wait_case {
     struct checks ck;
     corio_future *fs[4];
 };
+
+/* Makes @n pending futures in c->fs and spawns @setter(@c), which completes
+ * some of them while the case waits. Returns the setter. */
+static corio_task *start_setter(struct wait_case *c, int n, corio_fn setter)
+{
+    corio_task *t = NULL;
+    for (int i = 0; i < n; i++)
+        c->fs[i] = checked_future(&c->ck);
+    CHECK_EQ(&c->ck, corio_spawn(&t, setter, c), 0);
+    return t;
+}
+
+/* Awaits @setter, then drops it and c->fs[0..@n): dropping the last
+ * reference to a pending future cancels it. */
+static void reap_setter(struct wait_case *c, int n, corio_task *setter)
+{
+    CHECK_EQ(&c->ck, corio_await(setter, NULL), 0);
+    corio_task_unref(setter);
+    for (int i = 0; i < n; i++)
+        corio_future_unref(c->fs[i]);
+}
 
 static void *wait_fc_setter(void *arg)
 {
@@ -634,11 +566,8 @@ static void *wait_first_completed_main(void *arg)
     struct wait_case *c = arg;
     corio_future *done[3] = {0}, *pending[3] = {0};
     size_t nd = 99, np = 99;
-    corio_task *setter;
+    corio_task *setter = start_setter(c, 3, wait_fc_setter);
 
-    for (int i = 0; i < 3; i++)
-        c->fs[i] = new_future(&c->ck);
-    CHECK_EQ(&c->ck, corio_spawn(&setter, wait_fc_setter, c), 0);
     CHECK_EQ(&c->ck, corio_wait(c->fs, 3, CORIO_FIRST_COMPLETED, done, &nd, pending, &np), 0);
     CHECK_EQ(&c->ck, nd, 1);
     CHECK_PTR(&c->ck, done[0], c->fs[1]);
@@ -653,10 +582,7 @@ static void *wait_first_completed_main(void *arg)
     CHECK_EQ(&c->ck, corio_wait(c->fs, 3, CORIO_FIRST_COMPLETED, NULL, NULL, NULL, NULL), 0);
     /* Waiting cancelled nothing. */
     CHECK(&c->ck, !corio_future_done(c->fs[0]) && !corio_future_done(c->fs[2]));
-    CHECK_EQ(&c->ck, corio_await(setter, NULL), 0);
-    corio_task_unref(setter);
-    for (int i = 0; i < 3; i++)
-        corio_future_unref(c->fs[i]);   /* the pending ones are cancelled here */
+    reap_setter(c, 3, setter);
     return NULL;
 }
 
@@ -664,8 +590,7 @@ static void wait_first_completed(void **state)
 {
     (void)state;
     struct wait_case c = {0};
-    run_main(1, wait_first_completed_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, wait_first_completed_main, &c, &c.ck);
 }
 
 /* fs[0] is cancelled first and fs[1] succeeds: neither is an exception, so
@@ -697,12 +622,9 @@ static void *wait_first_exception_main(void *arg)
     struct wait_case *c = arg;
     corio_future *done[4] = {0}, *pending[4] = {0};
     size_t nd = 99, np = 99;
-    corio_task *setter;
     const char *m = NULL;
+    corio_task *setter = start_setter(c, 4, wait_fe_setter);
 
-    for (int i = 0; i < 4; i++)
-        c->fs[i] = new_future(&c->ck);
-    CHECK_EQ(&c->ck, corio_spawn(&setter, wait_fe_setter, c), 0);
     CHECK_EQ(&c->ck, corio_wait(c->fs, 4, CORIO_FIRST_EXCEPTION, done, &nd, pending, &np), 0);
     CHECK_EQ(&c->ck, nd, 3);
     CHECK_PTR(&c->ck, done[0], c->fs[0]);
@@ -712,25 +634,17 @@ static void *wait_first_exception_main(void *arg)
     CHECK_PTR(&c->ck, pending[0], c->fs[3]);
     CHECK_EQ(&c->ck, corio_future_exception(c->fs[2], &m), -EIO);
     CHECK_STR(&c->ck, m, "bad");
-    CHECK_EQ(&c->ck, corio_await(setter, NULL), 0);
-    corio_task_unref(setter);
-    for (int i = 0; i < 4; i++)
-        corio_future_unref(c->fs[i]);
+    reap_setter(c, 4, setter);
 
     /* No exception at all: returns when everything completed. */
-    for (int i = 0; i < 2; i++)
-        c->fs[i] = new_future(&c->ck);
-    CHECK_EQ(&c->ck, corio_spawn(&setter, wait_fe_all_ok_setter, c), 0);
+    setter = start_setter(c, 2, wait_fe_all_ok_setter);
     nd = np = 99;
     CHECK_EQ(&c->ck, corio_wait(c->fs, 2, CORIO_FIRST_EXCEPTION, done, &nd, pending, &np), 0);
     CHECK_EQ(&c->ck, nd, 2);
     CHECK_EQ(&c->ck, np, 0);
     CHECK_PTR(&c->ck, done[0], c->fs[0]);
     CHECK_PTR(&c->ck, done[1], c->fs[1]);
-    CHECK_EQ(&c->ck, corio_await(setter, NULL), 0);
-    corio_task_unref(setter);
-    for (int i = 0; i < 2; i++)
-        corio_future_unref(c->fs[i]);
+    reap_setter(c, 2, setter);
     return NULL;
 }
 
@@ -738,8 +652,7 @@ static void wait_first_exception(void **state)
 {
     (void)state;
     struct wait_case c = {0};
-    run_main(1, wait_first_exception_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, wait_first_exception_main, &c, &c.ck);
 }
 
 static void *wait_ac_setter(void *arg)
@@ -760,11 +673,8 @@ static void *wait_all_completed_main(void *arg)
     struct wait_case *c = arg;
     corio_future *done[3] = {0}, *pending[3] = {0};
     size_t nd = 99, np = 99;
-    corio_task *setter;
+    corio_task *setter = start_setter(c, 3, wait_ac_setter);
 
-    for (int i = 0; i < 3; i++)
-        c->fs[i] = new_future(&c->ck);
-    CHECK_EQ(&c->ck, corio_spawn(&setter, wait_ac_setter, c), 0);
     CHECK_EQ(&c->ck, corio_wait(c->fs, 3, CORIO_ALL_COMPLETED, done, &nd, pending, &np), 0);
     /* In the order given, not the order completed; a failure does not stop it. */
     CHECK_EQ(&c->ck, nd, 3);
@@ -772,10 +682,7 @@ static void *wait_all_completed_main(void *arg)
     for (int i = 0; i < 3; i++)
         CHECK_PTR(&c->ck, done[i], c->fs[i]);
     CHECK_EQ(&c->ck, corio_future_result(c->fs[1], NULL), -EIO);
-    CHECK_EQ(&c->ck, corio_await(setter, NULL), 0);
-    corio_task_unref(setter);
-    for (int i = 0; i < 3; i++)
-        corio_future_unref(c->fs[i]);
+    reap_setter(c, 3, setter);
     return NULL;
 }
 
@@ -783,8 +690,7 @@ static void wait_all_completed(void **state)
 {
     (void)state;
     struct wait_case c = {0};
-    run_main(1, wait_all_completed_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, wait_all_completed_main, &c, &c.ck);
 }
 
 /* ---- wait: a cancelled waiter cancels nothing ----------------------------- */
@@ -822,22 +728,16 @@ static void *wcancel_main(void *arg)
 {
     struct wcancel *c = arg;
     corio_task *waiter;
-    void *v = NULL;
 
-    c->ready = new_future(&c->ck);
-    c->f0 = new_future(&c->ck);
-    c->f1 = new_future(&c->ck);
-    c->gate = new_future(&c->ck);
+    c->ready = checked_future(&c->ck);
+    c->f0 = checked_future(&c->ck);
+    c->f1 = checked_future(&c->ck);
+    c->gate = checked_future(&c->ck);
     c->wait_rc = NOT_RETURNED;
     CHECK_EQ(&c->ck, corio_spawn(&c->worker, await_gate, c), 0);
     CHECK_EQ(&c->ck, corio_spawn(&waiter, wcancel_waiter, c), 0);
-    CHECK_EQ(&c->ck, corio_await(c->ready, NULL), 0);
-    if (c->exact) {
-        yield_n(2);   /* the waiter is parked inside corio_wait() */
-        CHECK(&c->ck, !corio_task_done(waiter));
-    }
-    CHECK_EQ(&c->ck, corio_task_cancel(waiter, NULL), 1);
-    CHECK_EQ(&c->ck, corio_await(waiter, NULL), -ECANCELED);
+    await_ready(&c->ck, c->ready, waiter, c->exact, 2);   /* it parks in corio_wait() */
+    cancel_and_reap(&c->ck, waiter, NULL);
     CHECK_EQ(&c->ck, c->wait_rc, -ECANCELED);
     CHECK(&c->ck, !c->any_done && !c->any_cancelled);
     /* Everything it waited on is still pending, and completes normally. */
@@ -845,10 +745,7 @@ static void *wcancel_main(void *arg)
     CHECK(&c->ck, !corio_task_done(c->worker));
     CHECK_EQ(&c->ck, corio_future_set_result(c->f0, V(0)), 0);
     CHECK_EQ(&c->ck, corio_future_set_result(c->f1, V(1)), 0);
-    CHECK_EQ(&c->ck, corio_future_set_result(c->gate, NULL), 0);
-    CHECK_EQ(&c->ck, corio_await(c->worker, &v), 0);
-    CHECK_PTR(&c->ck, v, V(0x600d));
-    CHECK(&c->ck, !corio_task_cancelled(c->worker));
+    open_gate_and_reap(&c->ck, c->gate, c->worker, V(0x600d));
     corio_task_unref(waiter);
     corio_task_unref(c->worker);
     corio_future_unref(c->ready);
@@ -858,18 +755,16 @@ static void *wcancel_main(void *arg)
     return NULL;
 }
 
+static void wcancel_on(unsigned workers)
+{
+    struct wcancel c = {.exact = workers == 1};
+    run_main_checked(workers, wcancel_main, &c, &c.ck);
+}
+
 static void wait_cancelled_waiter_cancels_nothing(void **state)
 {
     (void)state;
-    struct wcancel c = {.exact = true};
-    run_main(1, wcancel_main, &c);
-    assert_checks(&c.ck);
-    for (unsigned w = 2; w <= 4; w += 2)
-        for (int r = 0; r < REPEAT; r++) {
-            struct wcancel m = {0};
-            run_main(w, wcancel_main, &m);
-            assert_checks(&m.ck);
-        }
+    on_worker_counts(wcancel_on, 1, MULTI_RUNS);
 }
 
 /* ---- wait: arguments --------------------------------------------------- */
@@ -886,9 +781,8 @@ static void *wait_args_main(void *arg)
 {
     struct wait_case *c = arg;
     corio_future *fs[2];
-    pthread_t th;
 
-    c->fs[0] = new_future(&c->ck);
+    c->fs[0] = checked_future(&c->ck);
     /* n == 0 is an error, as in asyncio. */
     CHECK_EQ(&c->ck, corio_wait(c->fs, 0, CORIO_FIRST_COMPLETED, NULL, NULL, NULL, NULL),
              -EINVAL);
@@ -899,8 +793,7 @@ static void *wait_args_main(void *arg)
     CHECK_EQ(&c->ck, corio_wait(fs, 2, CORIO_FIRST_COMPLETED, NULL, NULL, NULL, NULL), -EINVAL);
     CHECK_EQ(&c->ck, corio_wait(c->fs, 1, 0, NULL, NULL, NULL, NULL), -EINVAL);
     CHECK_EQ(&c->ck, corio_wait(c->fs, 1, 4, NULL, NULL, NULL, NULL), -EINVAL);
-    CHECK_EQ(&c->ck, pthread_create(&th, NULL, wait_outside_thread, c), 0);
-    pthread_join(th, NULL);
+    run_plain_thread(&c->ck, wait_outside_thread, c);
     CHECK(&c->ck, !corio_future_done(c->fs[0]));
     corio_future_unref(c->fs[0]);
     return NULL;
@@ -910,8 +803,7 @@ static void wait_invalid_arguments(void **state)
 {
     (void)state;
     struct wait_case c = {0};
-    run_main(1, wait_args_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, wait_args_main, &c, &c.ck);
 }
 
 /* ---- as_completed ------------------------------------------------------ */
@@ -948,7 +840,7 @@ static void *ac_order_main(void *arg)
 
     /* Plain futures completed in the order 2, 0, 3, 1. */
     for (int i = 0; i < NAC; i++)
-        c->fs[i] = new_future(&c->ck);
+        c->fs[i] = checked_future(&c->ck);
     CHECK_EQ(&c->ck, corio_as_completed_start(&it, c->fs, NAC), 0);
     CHECK_EQ(&c->ck, corio_spawn(&setter, ac_setter, c), 0);
     for (int k = 0; k < NAC; k++) {
@@ -993,8 +885,7 @@ static void as_completed_yields_in_completion_order(void **state)
 {
     (void)state;
     struct ac_case c = {0};
-    run_main(1, ac_order_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, ac_order_main, &c, &c.ck);
 }
 
 /* Many workers: each future exactly once, done when returned, then -ENOENT. */
@@ -1037,15 +928,15 @@ static void *ac_many_main(void *arg)
     return NULL;
 }
 
+static void ac_many_on(unsigned workers)
+{
+    run_checks(workers, ac_many_main);
+}
+
 static void as_completed_each_future_once_on_many_workers(void **state)
 {
     (void)state;
-    for (unsigned w = 1; w <= 4; w *= 2)
-        for (int r = 0; r < REPEAT; r++) {
-            struct checks ck = {0};
-            run_main(w, ac_many_main, &ck);
-            assert_checks(&ck);
-        }
+    on_worker_counts(ac_many_on, MULTI_RUNS, MULTI_RUNS);
 }
 
 /* ---- as_completed: cancellation while waiting ------------------------------ */
@@ -1089,7 +980,7 @@ static void *ac_cancel_main(void *arg)
     corio_task *t;
 
     for (int i = 0; i < 3; i++)
-        c->fs[i] = new_future(&c->ck);
+        c->fs[i] = checked_future(&c->ck);
     CHECK_EQ(&c->ck, corio_spawn(&t, ac_cancel_iterator, c), 0);
     CHECK_EQ(&c->ck, corio_yield(), 0);   /* t parks in next() */
     CHECK_EQ(&c->ck, corio_task_cancel(t, NULL), 1);
@@ -1113,8 +1004,7 @@ static void as_completed_cancel_then_continue(void **state)
 {
     (void)state;
     struct ac_cancel c = {0};
-    run_main(1, ac_cancel_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, ac_cancel_main, &c, &c.ck);
     assert_int_equal(c.n, 5);
     assert_int_equal(c.rcs[0], -ECANCELED);
     assert_int_equal(c.rcs[1], 0);
@@ -1150,9 +1040,8 @@ static void *ac_args_main(void *arg)
     struct ac_args *c = arg;
     corio_as_completed *it = NULL;
     corio_future *fs[2], *got = NULL;
-    pthread_t th;
 
-    c->f = new_future(&c->ck);
+    c->f = checked_future(&c->ck);
     CHECK_EQ(&c->ck, corio_as_completed_start(NULL, &c->f, 1), -EINVAL);
     CHECK_EQ(&c->ck, corio_as_completed_start(&it, NULL, 2), -EINVAL);
     fs[0] = c->f;
@@ -1168,8 +1057,7 @@ static void *ac_args_main(void *arg)
     CHECK_EQ(&c->ck, corio_as_completed_next(it, NULL), -EINVAL);
     corio_as_completed_destroy(it);
     corio_as_completed_destroy(NULL);
-    CHECK_EQ(&c->ck, pthread_create(&th, NULL, ac_outside_thread, c), 0);
-    pthread_join(th, NULL);
+    run_plain_thread(&c->ck, ac_outside_thread, c);
     CHECK(&c->ck, !corio_future_done(c->f));
     corio_future_unref(c->f);
     return NULL;
@@ -1179,8 +1067,7 @@ static void as_completed_invalid_arguments(void **state)
 {
     (void)state;
     struct ac_args c = {0};
-    run_main(1, ac_args_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, ac_args_main, &c, &c.ck);
 }
 
 /* ---- shield ------------------------------------------------------------ */
@@ -1218,31 +1105,22 @@ static void *shield_cancel_main(void *arg)
 {
     struct shield_case *c = arg;
     corio_task *s;
-    void *v = NULL;
 
-    c->ready = new_future(&c->ck);
-    c->gate = new_future(&c->ck);
+    c->ready = checked_future(&c->ck);
+    c->gate = checked_future(&c->ck);
     c->shield_rc = NOT_RETURNED;
     CHECK_EQ(&c->ck, corio_spawn(&c->inner, shield_inner, c), 0);
     CHECK_EQ(&c->ck, corio_spawn(&s, shield_awaiter, c), 0);
-    CHECK_EQ(&c->ck, corio_await(c->ready, NULL), 0);
-    if (c->exact) {
-        yield_n(2);   /* s is parked on the shield */
-        CHECK(&c->ck, !corio_task_done(s));
-    }
-    CHECK_EQ(&c->ck, corio_task_cancel(s, NULL), 1);
+    await_ready(&c->ck, c->ready, s, c->exact, 2);   /* s is parked on the shield */
     /* s gets -ECANCELED at once, while the inner task still waits. */
-    CHECK_EQ(&c->ck, corio_await(s, NULL), -ECANCELED);
+    cancel_and_reap(&c->ck, s, NULL);
     CHECK_EQ(&c->ck, c->shield_rc, -ECANCELED);
     CHECK(&c->ck, c->outer_cancelled_at_return);
     CHECK(&c->ck, !c->inner_done_at_return);
     CHECK(&c->ck, !corio_task_done(c->inner));
     CHECK_EQ(&c->ck, corio_task_cancelling(c->inner), 0);
     /* The inner task goes on and completes normally. */
-    CHECK_EQ(&c->ck, corio_future_set_result(c->gate, NULL), 0);
-    CHECK_EQ(&c->ck, corio_await(c->inner, &v), 0);
-    CHECK_PTR(&c->ck, v, V(42));
-    CHECK(&c->ck, !corio_task_cancelled(c->inner));
+    open_gate_and_reap(&c->ck, c->gate, c->inner, V(42));
     corio_task_unref(s);
     corio_task_unref(c->inner);
     corio_future_unref(c->ready);
@@ -1250,18 +1128,16 @@ static void *shield_cancel_main(void *arg)
     return NULL;
 }
 
+static void shield_cancel_on(unsigned workers)
+{
+    struct shield_case c = {.exact = workers == 1};
+    run_main_checked(workers, shield_cancel_main, &c, &c.ck);
+}
+
 static void shield_cancel_keeps_inner_running(void **state)
 {
     (void)state;
-    struct shield_case c = {.exact = true};
-    run_main(1, shield_cancel_main, &c);
-    assert_checks(&c.ck);
-    for (unsigned w = 2; w <= 4; w += 2)
-        for (int r = 0; r < REPEAT; r++) {
-            struct shield_case m = {0};
-            run_main(w, shield_cancel_main, &m);
-            assert_checks(&m.ck);
-        }
+    on_worker_counts(shield_cancel_on, 1, MULTI_RUNS);
 }
 
 static void *shield_done_main(void *arg)
@@ -1271,9 +1147,9 @@ static void *shield_done_main(void *arg)
     void *v = NULL;
     const char *m = NULL;
 
-    ok = new_future(ck);
-    bad = new_future(ck);
-    gone = new_future(ck);
+    ok = checked_future(ck);
+    bad = checked_future(ck);
+    gone = checked_future(ck);
     CHECK_EQ(ck, corio_future_set_result(ok, V(7)), 0);
     CHECK_EQ(ck, corio_future_set_exception(bad, -EIO, "gone wrong"), 0);
     CHECK_EQ(ck, corio_future_cancel(gone, NULL), 1);
@@ -1307,9 +1183,7 @@ static void *shield_done_main(void *arg)
 static void shield_of_done_future(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    run_main(1, shield_done_main, &ck);
-    assert_checks(&ck);
+    run_checks(1, shield_done_main);
 }
 
 static void *raise_inner_broke(void *arg)
@@ -1343,9 +1217,7 @@ static void *shield_failure_main(void *arg)
 static void shield_inner_failure_propagates(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    run_main(1, shield_failure_main, &ck);
-    assert_checks(&ck);
+    run_checks(1, shield_failure_main);
 }
 
 struct shield_args {
@@ -1366,14 +1238,12 @@ static void *shield_args_main(void *arg)
 {
     struct shield_args *c = arg;
     corio_future *outer = NULL;
-    pthread_t th;
 
-    c->f = new_future(&c->ck);
+    c->f = checked_future(&c->ck);
     CHECK_EQ(&c->ck, corio_shield(NULL, &outer), -EINVAL);
     CHECK_EQ(&c->ck, corio_shield(c->f, NULL), -EINVAL);
     CHECK_PTR(&c->ck, outer, NULL);
-    CHECK_EQ(&c->ck, pthread_create(&th, NULL, shield_outside_thread, c), 0);
-    pthread_join(th, NULL);
+    run_plain_thread(&c->ck, shield_outside_thread, c);
     CHECK(&c->ck, !corio_future_done(c->f));
     corio_future_unref(c->f);
     return NULL;
@@ -1383,8 +1253,7 @@ static void shield_invalid_arguments(void **state)
 {
     (void)state;
     struct shield_args c = {0};
-    run_main(1, shield_args_main, &c);
-    assert_checks(&c.ck);
+    run_main_checked(1, shield_args_main, &c, &c.ck);
 }
 
 /* ---- stress: gather over many tasks, many times ------------------------ */
@@ -1434,9 +1303,7 @@ out:
 static void gather_stress_many_tasks(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    run_main(stress_workers, stress_main, &ck);
-    assert_checks(&ck);
+    run_checks(stress_workers, stress_main);
 }
 
 int main(int argc, char **argv)

@@ -2,21 +2,15 @@
  * cancelling and awaiting them, done callbacks, completion from a thread that
  * is not a worker, the "never retrieved" report, and the misuse codes.
  *
- * Every case runs its own runtime, with an exception handler that records
- * reports, and checks afterwards that no task is left alive. Tasks, callbacks
- * and helper threads never call cmocka's assertions (they longjmp, which must
- * not cross a fiber or a thread): they record what they saw with CHECK*(),
- * and the case asserts once the runtime has shut down. Order-sensitive cases
- * run on one worker, where ready tasks and callbacks run in asyncio's order;
- * the cross-thread and many-awaiter cases also run on 2 and 4 workers,
- * repeated.
+ * Every case runs its own runtime (testutil.h), which must leave no task
+ * alive and, except where a report is the point, report nothing. Tasks,
+ * callbacks and helper threads never call cmocka's assertions (they longjmp,
+ * which must not cross a fiber or a thread): they record what they saw with
+ * CHECK*(), and the case asserts once the runtime has shut down.
+ * Order-sensitive cases run on one worker, where ready tasks and callbacks
+ * run in asyncio's order; the cross-thread and many-awaiter cases also run
+ * on 2 and 4 workers, repeated.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -26,97 +20,7 @@
 
 #include <corio/corio.h>
 
-#define V(n) ((void *)(uintptr_t)(n))
-
-/* ---- checks made inside tasks, asserted after the run ---------------- */
-
-struct checks {
-    atomic_int failed;
-    char first[256];   /* written once, by the first failure */
-};
-
-static void check_at(struct checks *c, bool ok, const char *what, int line, const char *fmt,
-                     long long got, long long want)
-{
-    if (ok || atomic_fetch_add(&c->failed, 1) != 0)
-        return;
-    int n = snprintf(c->first, sizeof c->first, "line %d: %s", line, what);
-    if (fmt && n > 0 && (size_t)n < sizeof c->first)
-        snprintf(c->first + n, sizeof c->first - (size_t)n, fmt, got, want);
-}
-
-#define CHECK(c, cond) check_at((c), (cond), #cond, __LINE__, NULL, 0, 0)
-#define CHECK_EQ(c, got, want)                                                   \
-    do {                                                                         \
-        long long got_ = (long long)(got), want_ = (long long)(want);            \
-        check_at((c), got_ == want_, #got " == " #want, __LINE__,                \
-                 " (got %lld, want %lld)", got_, want_);                         \
-    } while (0)
-#define CHECK_PTR(c, got, want)                                                  \
-    do {                                                                         \
-        const void *got_ = (got), *want_ = (want);                               \
-        check_at((c), got_ == want_, #got " == " #want, __LINE__,                \
-                 " (got %#llx, want %#llx)", (long long)(intptr_t)got_,          \
-                 (long long)(intptr_t)want_);                                    \
-    } while (0)
-#define CHECK_STR(c, got, want)                                                  \
-    do {                                                                         \
-        const char *got_ = (got);                                                \
-        check_at((c), got_ && strcmp(got_, (want)) == 0, #got " is \"" want "\"", \
-                 __LINE__, NULL, 0, 0);                                          \
-    } while (0)
-
-static void assert_checks(struct checks *c)
-{
-    int n = atomic_load(&c->failed);
-    if (n) {
-        print_error("%d check(s) failed inside the runtime; the first: %s\n", n, c->first);
-        fail();
-    }
-}
-
-/* ---- the exception handler's reports --------------------------------- */
-
-struct reports {
-    atomic_int n;
-    /* the first report, copied (the context lives only during the call) */
-    char message[128];
-    char error_message[128];
-    int error;
-    bool had_task, had_future;
-};
-
-static void record_report(corio_rt *rt, const corio_exception_context *ctx, void *arg)
-{
-    struct reports *r = arg;
-    (void)rt;
-    if (atomic_fetch_add(&r->n, 1) != 0)
-        return;
-    snprintf(r->message, sizeof r->message, "%s", ctx->message ? ctx->message : "");
-    snprintf(r->error_message, sizeof r->error_message, "%s",
-             ctx->error_message ? ctx->error_message : "");
-    r->error = ctx->error;
-    r->had_task = ctx->task != NULL;
-    r->had_future = ctx->future != NULL;
-}
-
-/* Run @fn(@arg) as the main task of a new runtime of @workers workers whose
- * reports go to @rep; the main task must return, and nothing may be left. */
-static void run_main(unsigned workers, corio_fn fn, void *arg, struct reports *rep)
-{
-    corio_rt_options o = {.workers = workers};
-    corio_rt *rt = NULL;
-    corio_task *main_task = NULL;
-    assert_int_equal(corio_rt_create(&rt, &o), 0);
-    assert_int_equal(corio_rt_set_exception_handler(rt, record_report, rep), 0);
-    assert_int_equal(corio_rt_run(rt, fn, arg, &main_task), 0);
-    assert_non_null(main_task);
-    assert_true(corio_task_done(main_task));
-    assert_false(corio_task_cancelled(main_task));
-    assert_int_equal(corio_rt_alive_tasks(rt), 0);
-    corio_task_unref(main_task);
-    assert_int_equal(corio_rt_destroy(rt), 0);
-}
+#include "testutil.h"
 
 /* ---- set_result wakes awaiters in order; a task completes one ---------- */
 
@@ -204,11 +108,8 @@ static void future_set_result_wakes_awaiters(void **state)
 {
     (void)state;
     struct wake_case w = {0};
-    struct reports rep = {0};
-    run_main(1, wake_main, &w, &rep);
-    assert_checks(&w.ck);
+    run_main_checked(1, wake_main, &w, &w.ck);
     assert_string_equal(w.order, "sAB");
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 /* ---- set_exception: code and copied message --------------------------- */
@@ -269,11 +170,8 @@ static void future_set_exception_carries_code_and_message(void **state)
 {
     (void)state;
     struct exc_case e = {0};
-    struct reports rep = {0};
-    run_main(1, exc_main, &e, &rep);
-    assert_checks(&e.ck);
+    run_main_checked(1, exc_main, &e, &e.ck);
     assert_int_equal(e.awaited_rc, -EIO);
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 /* ---- a future completes once ------------------------------------------ */
@@ -317,11 +215,7 @@ static void *set_twice_main(void *arg)
 static void future_set_twice_einval(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    struct reports rep = {0};
-    run_main(1, set_twice_main, &ck, &rep);
-    assert_checks(&ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_checks(1, set_twice_main);
 }
 
 /* ---- set_exception refuses codes that are not errors, and -ECANCELED --- */
@@ -347,23 +241,10 @@ static void *bad_codes_main(void *arg)
 static void future_set_exception_rejects_bad_codes(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    struct reports rep = {0};
-    run_main(1, bad_codes_main, &ck, &rep);
-    assert_checks(&ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_checks(1, bad_codes_main);
 }
 
 /* ---- cancel: 1, then 0 ------------------------------------------------- */
-
-static void *yield_until_cancelled(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < 1000; i++)
-        if (corio_yield() == -ECANCELED)
-            return NULL;
-    return V(1);
-}
 
 static void *cancel_main(void *arg)
 {
@@ -405,11 +286,7 @@ static void *cancel_main(void *arg)
 static void future_cancel_returns_1_then_0(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    struct reports rep = {0};
-    run_main(1, cancel_main, &ck, &rep);
-    assert_checks(&ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_checks(1, cancel_main);
 }
 
 /* ---- awaiting a future that gets cancelled ----------------------------- */
@@ -427,16 +304,32 @@ static void *await_and_record(void *arg)
     return V(1);
 }
 
-static void *await_cancelled_main(void *arg)
+/* Makes a->f and spawns a task that awaits it; returns once that task is
+ * parked there (one worker), its a->rc still 1. */
+static corio_task *park_awaiter(struct await_cancel_case *a)
 {
-    struct await_cancel_case *a = arg;
-    corio_task *t;
-    void *v = NULL;
-
+    corio_task *t = NULL;
     a->rc = 1;
     CHECK_EQ(&a->ck, corio_future_create(&a->f), 0);
     CHECK_EQ(&a->ck, corio_spawn(&t, await_and_record, a), 0);
-    CHECK_EQ(&a->ck, corio_yield(), 0);   /* t parks on f */
+    CHECK_EQ(&a->ck, corio_yield(), 0);
+    return t;
+}
+
+/* Runs @main, whose awaiter must have seen its await end -ECANCELED. */
+static void run_await_cancel_case(corio_fn main)
+{
+    struct await_cancel_case a = {0};
+    run_main_checked(1, main, &a, &a.ck);
+    assert_int_equal(a.rc, -ECANCELED);
+}
+
+static void *await_cancelled_main(void *arg)
+{
+    struct await_cancel_case *a = arg;
+    corio_task *t = park_awaiter(a);
+    void *v = NULL;
+
     CHECK_EQ(&a->ck, a->rc, 1);
     CHECK_EQ(&a->ck, corio_future_cancel(a->f, NULL), 1);
     CHECK_EQ(&a->ck, corio_await(t, &v), 0);
@@ -452,24 +345,15 @@ static void *await_cancelled_main(void *arg)
 static void future_await_cancelled_returns_ecanceled(void **state)
 {
     (void)state;
-    struct await_cancel_case a = {0};
-    struct reports rep = {0};
-    run_main(1, await_cancelled_main, &a, &rep);
-    assert_checks(&a.ck);
-    assert_int_equal(a.rc, -ECANCELED);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_await_cancel_case(await_cancelled_main);
 }
 
 /* Cancelling the awaiting task cancels the awaited future (asyncio). */
 static void *cancel_awaiter_main(void *arg)
 {
     struct await_cancel_case *a = arg;
-    corio_task *t;
+    corio_task *t = park_awaiter(a);
 
-    a->rc = 1;
-    CHECK_EQ(&a->ck, corio_future_create(&a->f), 0);
-    CHECK_EQ(&a->ck, corio_spawn(&t, await_and_record, a), 0);
-    CHECK_EQ(&a->ck, corio_yield(), 0);   /* t parks on f */
     CHECK_EQ(&a->ck, corio_task_cancel(t, "enough"), 1);
     /* t returns with the request still counted: it ends cancelled. */
     CHECK_EQ(&a->ck, corio_await(t, NULL), -ECANCELED);
@@ -483,12 +367,7 @@ static void *cancel_awaiter_main(void *arg)
 static void future_cancelled_awaiter_cancels_future(void **state)
 {
     (void)state;
-    struct await_cancel_case a = {0};
-    struct reports rep = {0};
-    run_main(1, cancel_awaiter_main, &a, &rep);
-    assert_checks(&a.ck);
-    assert_int_equal(a.rc, -ECANCELED);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_await_cancel_case(cancel_awaiter_main);
 }
 
 /* ---- result() of a pending future; state snapshots ---------------------- */
@@ -512,11 +391,7 @@ static void *pending_main(void *arg)
 static void future_result_pending_eagain(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    struct reports rep = {0};
-    run_main(1, pending_main, &ck, &rep);
-    assert_checks(&ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_checks(1, pending_main);
 }
 
 static void *yield_once(void *arg)
@@ -563,11 +438,7 @@ static void *snapshots_main(void *arg)
 static void future_done_and_cancelled_snapshots(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    struct reports rep = {0};
-    run_main(1, snapshots_main, &ck, &rep);
-    assert_checks(&ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_checks(1, snapshots_main);
 }
 
 /* ---- awaiting a done future does not suspend ------------------------------ */
@@ -618,10 +489,7 @@ static void future_await_done_does_not_suspend(void **state)
 {
     (void)state;
     struct ticker_case c = {0};
-    struct reports rep = {0};
-    run_main(1, await_done_main, &c, &rep);
-    assert_checks(&c.ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_main_checked(1, await_done_main, &c, &c.ck);
 }
 
 /* ---- many awaiters, completed from another task, on many workers ----------- */
@@ -671,20 +539,17 @@ static void *many_main(void *arg)
     return NULL;
 }
 
+static void many_on(unsigned workers)
+{
+    struct many_case m = {0};
+    run_main_checked(workers, many_main, &m, &m.ck);
+    assert_int_equal(atomic_load(&m.woken), NAWAITERS);
+}
+
 static void future_many_awaiters_all_woken(void **state)
 {
     (void)state;
-    static const unsigned workers[] = {1, 2, 4};
-    for (size_t w = 0; w < sizeof workers / sizeof workers[0]; w++) {
-        for (int r = 0; r < 10; r++) {
-            struct many_case m = {0};
-            struct reports rep = {0};
-            run_main(workers[w], many_main, &m, &rep);
-            assert_checks(&m.ck);
-            assert_int_equal(atomic_load(&m.woken), NAWAITERS);
-            assert_int_equal(atomic_load(&rep.n), 0);
-        }
-    }
+    on_worker_counts(many_on, 10, 10);
 }
 
 /* ---- done callbacks --------------------------------------------------- */
@@ -767,10 +632,8 @@ static void future_done_callbacks_scheduled_in_order(void **state)
 {
     (void)state;
     struct cb_log log = {0};
-    struct reports rep = {0};
     corio_future *f;
-    run_main(1, callbacks_main, &log, &rep);
-    assert_checks(&log.ck);
+    run_main_checked(1, callbacks_main, &log, &log.ck);
     assert_int_equal(atomic_load(&log.n), 4);
     /* Registration order, each with its own argument. */
     assert_int_equal(log.ids[0], 2);
@@ -787,7 +650,6 @@ static void future_done_callbacks_scheduled_in_order(void **state)
     assert_true(log.seen[3] != f);
     assert_int_equal(log.results[3], -EIO);
     assert_false(log.in_task[3]);
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 static void *return_0x77(void *arg)
@@ -829,16 +691,13 @@ static void future_done_callback_added_after_completion(void **state)
 {
     (void)state;
     struct cb_log log = {0};
-    struct reports rep = {0};
-    run_main(1, late_callback_main, &log, &rep);
-    assert_checks(&log.ck);
+    run_main_checked(1, late_callback_main, &log, &log.ck);
     assert_int_equal(atomic_load(&log.n), 2);
     assert_int_equal(log.ids[0], 1);
     assert_ptr_equal(log.values[0], V(0x66));
     assert_int_equal(log.ids[1], 2);
     assert_int_equal(log.results[1], 0);
     assert_ptr_equal(log.values[1], V(0x77));
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 static void *remove_main(void *arg)
@@ -871,13 +730,10 @@ static void future_remove_done_callback_counts_and_prevents(void **state)
 {
     (void)state;
     struct cb_log log = {0};
-    struct reports rep = {0};
-    run_main(1, remove_main, &log, &rep);
-    assert_checks(&log.ck);
+    run_main_checked(1, remove_main, &log, &log.ck);
     assert_int_equal(atomic_load(&log.n), 2);
     assert_int_equal(log.ids[0], 2);     /* log_cb(b) */
     assert_int_equal(log.ids[1], 101);   /* other_cb(a) */
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 /* Cancelling completes: the callbacks run and see a cancelled future. That
@@ -909,15 +765,12 @@ static void future_cancel_schedules_done_callbacks(void **state)
 {
     (void)state;
     struct cb_log log = {0};
-    struct reports rep = {0};
-    run_main(1, cancel_callbacks_main, &log, &rep);
-    assert_checks(&log.ck);
+    run_main_checked(1, cancel_callbacks_main, &log, &log.ck);
     assert_int_equal(atomic_load(&log.n), 2);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(log.ids[i], i + 1);
         assert_int_equal(log.results[i], -ECANCELED);
     }
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 /* ---- completion from a plain thread ------------------------------------ */
@@ -982,21 +835,18 @@ static void *xthread_main(void *arg)
     return NULL;
 }
 
+static void xthread_on(unsigned workers)
+{
+    struct xthread_case x = {0};
+    run_main_checked(workers, xthread_main, &x, &x.ck);
+    assert_int_equal(atomic_load(&x.callbacks), 2 * XTHREAD_ROUNDS);
+    assert_int_equal(atomic_load(&x.callbacks_on_worker), 2 * XTHREAD_ROUNDS);
+}
+
 static void future_set_from_plain_thread_wakes_task(void **state)
 {
     (void)state;
-    static const unsigned workers[] = {1, 2, 4};
-    for (size_t w = 0; w < sizeof workers / sizeof workers[0]; w++) {
-        for (int rep_i = 0; rep_i < 3; rep_i++) {
-            struct xthread_case x = {0};
-            struct reports rep = {0};
-            run_main(workers[w], xthread_main, &x, &rep);
-            assert_checks(&x.ck);
-            assert_int_equal(atomic_load(&x.callbacks), 2 * XTHREAD_ROUNDS);
-            assert_int_equal(atomic_load(&x.callbacks_on_worker), 2 * XTHREAD_ROUNDS);
-            assert_int_equal(atomic_load(&rep.n), 0);
-        }
-    }
+    on_worker_counts(xthread_on, 3, 3);
 }
 
 /* ---- "Future exception was never retrieved" ----------------------------- */
@@ -1021,27 +871,28 @@ static void *unretrieved_main(void *arg)
     CHECK_EQ(&u->ck, corio_future_cancel(gone, "bye"), 1);
     corio_future_unref(ok);
     corio_future_unref(gone);
-    u->reports_before_unref = atomic_load(&u->rep->n);
+    u->reports_before_unref = reports_count(u->rep);
     corio_future_unref(f);
-    u->reports_after_unref = atomic_load(&u->rep->n);
+    u->reports_after_unref = reports_count(u->rep);
     return NULL;
 }
 
 static void future_unretrieved_exception_reported(void **state)
 {
     (void)state;
-    struct reports rep = {0};
-    struct unretrieved_case u = {.rep = &rep};
-    run_main(1, unretrieved_main, &u, &rep);
+    corio_rt_options o = {.workers = 1};
+    struct reports reps;
+    struct unretrieved_case u = {.rep = &reps};
+    assert_int_equal(run_with(&o, &reps, unretrieved_main, &u, NULL), 0);
     assert_checks(&u.ck);
     assert_int_equal(u.reports_before_unref, 0);
     assert_int_equal(u.reports_after_unref, 1);   /* when freed */
-    assert_int_equal(atomic_load(&rep.n), 1);
-    assert_string_equal(rep.message, "Future exception was never retrieved");
-    assert_int_equal(rep.error, -EIO);
-    assert_string_equal(rep.error_message, "lost write");
-    assert_true(rep.had_future);
-    assert_false(rep.had_task);
+    expect_reports(&reps, 1);
+    assert_string_equal(reps.r[0].message, "Future exception was never retrieved");
+    assert_int_equal(reps.r[0].error, -EIO);
+    assert_string_equal(reps.r[0].error_message, "lost write");
+    assert_true(reps.r[0].had_future);
+    assert_false(reps.r[0].had_task);
 }
 
 struct retrieved_case {
@@ -1086,10 +937,7 @@ static void future_retrieved_exception_not_reported(void **state)
 {
     (void)state;
     struct retrieved_case r = {0};
-    struct reports rep = {0};
-    run_main(1, retrieved_main, &r, &rep);
-    assert_checks(&r.ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_main_checked(1, retrieved_main, &r, &r.ck);
 }
 
 /* ---- misuse ------------------------------------------------------------ */
@@ -1146,11 +994,8 @@ static void future_null_arguments_einval(void **state)
 {
     (void)state;
     struct null_case n = {0};
-    struct reports rep = {0};
-    run_main(1, null_main, &n, &rep);
-    assert_checks(&n.ck);
+    run_main_checked(1, null_main, &n, &n.ck);
     assert_int_equal(atomic_load(&n.never), 0);
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 struct eperm_case {
@@ -1184,11 +1029,9 @@ static void eperm_callback(corio_future *f, void *arg)
 static void *eperm_main(void *arg)
 {
     struct eperm_case *e = arg;
-    pthread_t th;
 
     CHECK_EQ(&e->ck, corio_future_create(&e->f), 0);
-    CHECK_EQ(&e->ck, pthread_create(&th, NULL, eperm_thread, e), 0);
-    pthread_join(th, NULL);
+    run_plain_thread(&e->ck, eperm_thread, e);
     CHECK(&e->ck, !corio_future_done(e->f));
     CHECK_EQ(&e->ck, corio_future_add_done_callback(e->f, eperm_callback, e), 0);
     CHECK_EQ(&e->ck, corio_future_set_result(e->f, NULL), 0);
@@ -1208,11 +1051,8 @@ static void future_outside_runtime_eperm(void **state)
     assert_int_equal(corio_yield(), -EPERM);
 
     struct eperm_case e = {0};
-    struct reports rep = {0};
-    run_main(1, eperm_main, &e, &rep);
-    assert_checks(&e.ck);
+    run_main_checked(1, eperm_main, &e, &e.ck);
     assert_int_equal(atomic_load(&e.callback_ran), 1);
-    assert_int_equal(atomic_load(&rep.n), 0);
 }
 
 static void *await_self(void *arg)
@@ -1243,11 +1083,7 @@ static void *await_self_main(void *arg)
 static void future_task_awaiting_itself_einval(void **state)
 {
     (void)state;
-    struct checks ck = {0};
-    struct reports rep = {0};
-    run_main(1, await_self_main, &ck, &rep);
-    assert_checks(&ck);
-    assert_int_equal(atomic_load(&rep.n), 0);
+    run_checks(1, await_self_main);
 }
 
 int main(void)

@@ -3,214 +3,29 @@
  * metrics, error strings, and corio_run()/corio_rt_run() themselves
  * (results, shutdown, misuse), checked against asyncio's loop and run().
  *
- * Every case runs its own runtime. Tasks and callbacks record what they saw
- * in a struct and the case asserts after the run returned: cmocka's asserts
- * longjmp, which must never cross a task's stack. Order-sensitive cases run
- * on one worker, where ready tasks and callbacks run strictly in the order
- * they became ready; order-free cases run once on one worker, then REPEATS
- * times on 2 and on 4 workers.
+ * Every case runs its own runtime (testutil.h). Tasks and callbacks record
+ * what they saw in a struct and the case asserts after the run returned:
+ * cmocka's asserts longjmp, which must never cross a task's stack.
+ * Order-sensitive cases run on one worker, where ready tasks and callbacks
+ * run strictly in the order they became ready; order-free cases run once on
+ * one worker, then REPEATS times on 2 and on 4 workers.
  *
  * A task that completes a future it does not own holds its own reference
- * for the call (the owner may free the future as soon as it wakes). Cases
- * that check what goes to stderr redirect fd 2 to a temporary file around
- * the run and echo the captured text afterwards, so nothing is hidden.
+ * for the call (set_and_release(): the owner may free the future as soon as
+ * it wakes). Cases that check what goes to stderr redirect fd 2 to a
+ * temporary file around the run and echo the captured text afterwards, so
+ * nothing is hidden.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "corio/corio.h"
 
-#define REPEATS 20   /* runs per multi-worker count of an order-free case */
-
-/* ---- helpers ----------------------------------------------------------- */
-
-#define MAX_REPORTS 8
-
-/* What reached the exception handler, copied (the context lives only
- * during the call). Reports may come from any worker. */
-struct reports {
-    pthread_mutex_t lock;
-    int n;
-    struct {
-        char message[96];
-        int error;
-        char error_message[96];
-        char task[64];
-    } r[MAX_REPORTS];
-};
-
-static void copy_str(char *dst, size_t len, const char *src)
-{
-    snprintf(dst, len, "%s", src ? src : "(null)");
-}
-
-static void reports_init(struct reports *reps)
-{
-    *reps = (struct reports){.lock = PTHREAD_MUTEX_INITIALIZER};
-}
-
-static void record_report(corio_rt *rt, const corio_exception_context *ctx, void *arg)
-{
-    struct reports *reps = arg;
-
-    (void)rt;
-    pthread_mutex_lock(&reps->lock);
-    if (reps->n < MAX_REPORTS) {
-        copy_str(reps->r[reps->n].message, sizeof reps->r[0].message, ctx->message);
-        reps->r[reps->n].error = ctx->error;
-        copy_str(reps->r[reps->n].error_message, sizeof reps->r[0].error_message,
-                 ctx->error_message);
-        copy_str(reps->r[reps->n].task, sizeof reps->r[0].task,
-                 ctx->task ? corio_task_name(ctx->task) : NULL);
-    }
-    reps->n++;
-    pthread_mutex_unlock(&reps->lock);
-}
-
-/* Asserts that @n reports were made, listing them when not. */
-static void expect_reports(const struct reports *reps, int n)
-{
-    if (reps->n != n)
-        for (int i = 0; i < reps->n && i < MAX_REPORTS; i++)
-            print_message("report %d: '%s' error %d '%s' task '%s'\n", i, reps->r[i].message,
-                          reps->r[i].error, reps->r[i].error_message, reps->r[i].task);
-    assert_int_equal(reps->n, n);
-}
-
-/* The index of the report made for task @task, or -1. */
-static int find_report(const struct reports *reps, const char *task)
-{
-    for (int i = 0; i < reps->n && i < MAX_REPORTS; i++)
-        if (strcmp(reps->r[i].task, task) == 0)
-            return i;
-    return -1;
-}
-
-/* Runs fn(arg) as the main task of a fresh runtime made with @o, reports
- * going to @reps. Asserts that no task outlived the run. Returns what
- * corio_rt_run() returned; *@result (if not NULL) gets main's value. */
-static int run_with(const corio_rt_options *o, struct reports *reps, corio_fn fn, void *arg,
-                    void **result)
-{
-    corio_rt *rt = NULL;
-    corio_task *main_task = NULL;
-
-    reports_init(reps);
-    assert_int_equal(corio_rt_create(&rt, o), 0);
-    assert_int_equal(corio_rt_set_exception_handler(rt, record_report, reps), 0);
-    int rc = corio_rt_run(rt, fn, arg, &main_task);
-    assert_non_null(main_task);
-    assert_true(corio_task_done(main_task));
-    if (result) {
-        *result = NULL;
-        if (rc == 0)
-            assert_int_equal(corio_task_result(main_task, result), 0);
-    }
-    assert_int_equal(corio_rt_alive_tasks(rt), 0);
-    corio_task_unref(main_task);
-    assert_int_equal(corio_rt_destroy(rt), 0);
-    return rc;
-}
-
-/* run_with() on @workers workers, asserting that nothing was reported. */
-static int run_on(unsigned workers, corio_fn fn, void *arg, void **result)
-{
-    corio_rt_options o = {.workers = workers};
-    struct reports reps;
-    int rc = run_with(&o, &reps, fn, arg, result);
-
-    expect_reports(&reps, 0);
-    return rc;
-}
-
-/* Runs @body once on one worker, then REPEATS times on 2 and on 4. */
-static void on_each_worker_count(void (*body)(unsigned workers))
-{
-    body(1);
-    for (int i = 0; i < REPEATS; i++) {
-        body(2);
-        body(4);
-    }
-}
-
-static corio_future *new_future(void)
-{
-    corio_future *f = NULL;
-
-    return corio_future_create(&f) == 0 ? f : NULL;
-}
-
-/* Completes @f and drops the caller's own reference to it. */
-static void set_and_release(corio_future *f)
-{
-    corio_future_set_result(f, NULL);
-    corio_future_unref(f);
-}
-
-static void *return_arg(void *arg)
-{
-    return arg;
-}
-
-/* An order log for one-worker cases: words separated by spaces. */
-struct order_log {
-    char buf[256];
-    size_t len;
-};
-
-static void log_word(struct order_log *l, const char *word)
-{
-    int n = snprintf(l->buf + l->len, sizeof l->buf - l->len, "%s%s", l->len ? " " : "", word);
-
-    if (n > 0 && (size_t)n < sizeof l->buf - l->len)
-        l->len += (size_t)n;
-}
-
-/* stderr redirected to a temporary file. */
-struct capture {
-    FILE *file;
-    int saved;
-};
-
-static void capture_start(struct capture *c)
-{
-    fflush(stderr);
-    c->file = tmpfile();
-    assert_non_null(c->file);
-    c->saved = dup(STDERR_FILENO);
-    assert_true(c->saved >= 0);
-    assert_true(dup2(fileno(c->file), STDERR_FILENO) >= 0);
-}
-
-/* Restores stderr, echoes the captured text there and returns it (free()). */
-static char *capture_end(struct capture *c)
-{
-    fflush(stderr);
-    assert_true(dup2(c->saved, STDERR_FILENO) >= 0);
-    close(c->saved);
-    int fd = fileno(c->file);
-    off_t len = lseek(fd, 0, SEEK_END);
-    assert_true(len >= 0);
-    char *text = malloc((size_t)len + 1);
-    assert_non_null(text);
-    assert_int_equal(pread(fd, text, (size_t)len, 0), len);
-    text[len] = '\0';
-    fclose(c->file);
-    fputs(text, stderr);
-    return text;
-}
+#include "testutil.h"
 
 /* ---- call_soon --------------------------------------------------------- */
 
@@ -712,8 +527,7 @@ static void loop_debug_reports_slow_step(void **state)
 static void *yield_three_times(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 3; i++)
-        corio_yield();
+    yield_n(3);
     return NULL;
 }
 

@@ -1,12 +1,12 @@
 /* tests/test_task.c - tasks and their cancellation (corio/task.h), checked
  * against asyncio.Task's behaviour.
  *
- * Every case runs its own runtime. Tasks record what they saw in a struct
- * and the case asserts after corio_rt_run() returned: cmocka's asserts
- * longjmp, which must never cross a task's stack. Order-sensitive cases run
- * on one worker, where ready tasks run strictly in the order they became
- * ready; order-free cases run once on one worker, then REPEATS times on 2
- * and on 4 workers.
+ * Every case runs its own runtime (testutil.h). Tasks record what they saw
+ * in a struct and the case asserts after corio_rt_run() returned: cmocka's
+ * asserts longjmp, which must never cross a task's stack. Order-sensitive
+ * cases run on one worker, where ready tasks run strictly in the order they
+ * became ready; order-free cases run once on one worker, then REPEATS times
+ * on 2 and on 4 workers.
  *
  * A task that has to be waiting when it is cancelled first completes a
  * "ready" future that the canceller awaits. The request is then delivered at
@@ -18,13 +18,6 @@
  * The stress cases take --workers N (default 4): cancel_stress_random_points
  * runs on N workers, cancel_racing_return_is_consistent on max(N, 2).
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,136 +26,43 @@
 
 #include "corio/corio.h"
 
-#define REPEATS 20   /* runs per multi-worker count of an order-free case */
+#include "testutil.h"
 
 static unsigned stress_workers = 4;   /* --workers N */
 
-/* ---- helpers ----------------------------------------------------------- */
+/* ---- cancelling a task from outside ------------------------------------ */
 
-#define MAX_REPORTS 8
-
-/* What reached the exception handler, copied (the context lives only
- * during the call). Reports may come from any worker. */
-struct reports {
-    pthread_mutex_t lock;
-    int n;
-    struct {
-        char message[96];
-        int error;
-        char error_message[96];
-        char task[64];
-    } r[MAX_REPORTS];
+/* How a task that was cancelled from outside ended. */
+struct cancel_outcome {
+    int cancel_rc;    /* corio_task_cancel()'s */
+    int rc;           /* corio_await()'s on the task */
+    bool cancelled;   /* corio_task_cancelled() once it ended */
 };
 
-static void copy_str(char *dst, size_t len, const char *src)
+/* Spawns @fn(@arg), which completes @ready on its way into the await under
+ * test, and waits for that. Then cancels the task, which takes the request
+ * at that await whether or not it has parked there yet (see the top of the
+ * file), and awaits its end: into @out, and its value into *@value when not
+ * NULL. Returns the task, for the caller to unref. */
+static corio_task *cancel_when_ready(corio_fn fn, void *arg, corio_future *ready,
+                                     struct cancel_outcome *out, void **value)
 {
-    snprintf(dst, len, "%s", src ? src : "(null)");
+    corio_task *t = NULL;
+
+    corio_spawn(&t, fn, arg);
+    corio_await(ready, NULL);
+    out->cancel_rc = corio_task_cancel(t, NULL);
+    out->rc = corio_await(t, value);
+    out->cancelled = corio_task_cancelled(t);
+    return t;
 }
 
-static void record_report(corio_rt *rt, const corio_exception_context *ctx, void *arg)
+/* Asserts that the request was taken and the task ended cancelled. */
+static void expect_cancelled(const struct cancel_outcome *out)
 {
-    struct reports *reps = arg;
-
-    (void)rt;
-    pthread_mutex_lock(&reps->lock);
-    if (reps->n < MAX_REPORTS) {
-        copy_str(reps->r[reps->n].message, sizeof reps->r[0].message, ctx->message);
-        reps->r[reps->n].error = ctx->error;
-        copy_str(reps->r[reps->n].error_message, sizeof reps->r[0].error_message,
-                 ctx->error_message);
-        copy_str(reps->r[reps->n].task, sizeof reps->r[0].task,
-                 ctx->task ? corio_task_name(ctx->task) : NULL);
-    }
-    reps->n++;
-    pthread_mutex_unlock(&reps->lock);
-}
-
-/* Asserts that @n reports were made, listing them when not. */
-static void expect_reports(const struct reports *reps, int n)
-{
-    if (reps->n != n)
-        for (int i = 0; i < reps->n && i < MAX_REPORTS; i++)
-            print_message("report %d: '%s' error %d '%s' task '%s'\n", i, reps->r[i].message,
-                          reps->r[i].error, reps->r[i].error_message, reps->r[i].task);
-    assert_int_equal(reps->n, n);
-}
-
-/* Runs fn(arg) as the main task of a fresh runtime made with @o, reports
- * going to @reps. Asserts that no task outlived the run. Returns what
- * corio_rt_run() returned; *@result (if not NULL) gets main's value. */
-static int run_with(const corio_rt_options *o, struct reports *reps, corio_fn fn, void *arg,
-                    void **result)
-{
-    corio_rt *rt = NULL;
-    corio_task *main_task = NULL;
-
-    *reps = (struct reports){.lock = PTHREAD_MUTEX_INITIALIZER};
-    assert_int_equal(corio_rt_create(&rt, o), 0);
-    assert_int_equal(corio_rt_set_exception_handler(rt, record_report, reps), 0);
-    int rc = corio_rt_run(rt, fn, arg, &main_task);
-    assert_non_null(main_task);
-    assert_true(corio_task_done(main_task));
-    if (result) {
-        *result = NULL;
-        if (rc == 0)
-            assert_int_equal(corio_task_result(main_task, result), 0);
-    }
-    assert_int_equal(corio_rt_alive_tasks(rt), 0);
-    corio_task_unref(main_task);
-    assert_int_equal(corio_rt_destroy(rt), 0);
-    return rc;
-}
-
-/* run_with() on @workers workers, asserting that nothing was reported. */
-static int run_on(unsigned workers, corio_fn fn, void *arg, void **result)
-{
-    corio_rt_options o = {.workers = workers};
-    struct reports reps;
-    int rc = run_with(&o, &reps, fn, arg, result);
-
-    expect_reports(&reps, 0);
-    return rc;
-}
-
-/* Runs @body once on one worker, then @repeats times on 2 and on 4. */
-static void on_worker_counts(void (*body)(unsigned workers), int repeats)
-{
-    body(1);
-    for (int i = 0; i < repeats; i++) {
-        body(2);
-        body(4);
-    }
-}
-
-static void on_each_worker_count(void (*body)(unsigned workers))
-{
-    on_worker_counts(body, REPEATS);
-}
-
-static corio_future *new_future(void)
-{
-    corio_future *f = NULL;
-
-    return corio_future_create(&f) == 0 ? f : NULL;
-}
-
-/* An order log for one-worker cases: words separated by spaces. */
-struct order_log {
-    char buf[256];
-    size_t len;
-};
-
-static void log_word(struct order_log *l, const char *word)
-{
-    int n = snprintf(l->buf + l->len, sizeof l->buf - l->len, "%s%s", l->len ? " " : "", word);
-
-    if (n > 0 && (size_t)n < sizeof l->buf - l->len)
-        l->len += (size_t)n;
-}
-
-static void *return_arg(void *arg)
-{
-    return arg;
+    assert_int_equal(out->cancel_rc, 1);
+    assert_int_equal(out->rc, -ECANCELED);
+    assert_true(out->cancelled);
 }
 
 /* ---- spawn and await --------------------------------------------------- */
@@ -543,7 +443,7 @@ static void ids_on(unsigned workers)
 static void task_ids_unique(void **state)
 {
     (void)state;
-    on_worker_counts(ids_on, 3);   /* a thousand tasks a run: few runs suffice */
+    on_worker_counts(ids_on, 1, 3);   /* a thousand tasks a run: few runs suffice */
 }
 
 /* ---- current task ------------------------------------------------------ */
@@ -1038,9 +938,9 @@ struct cancel_task {
     corio_task *child;
     int child_await_rc, cleanup_rc[2];
     atomic_int child_cleaned;
-    int parent_await_rc, cancel_rc, parent_rc;
-    bool child_done_at_resume, child_cleaned_at_resume;
-    bool parent_cancelled, child_cancelled;
+    int parent_await_rc;
+    struct cancel_outcome parent;
+    bool child_done_at_resume, child_cleaned_at_resume, child_cancelled;
 };
 
 static void *cleanup_child(void *arg)
@@ -1074,11 +974,7 @@ static void *cancel_task_main(void *arg)
 
     s->ready = new_future();
     s->gate = new_future();
-    corio_spawn(&parent, awaiting_parent, s);
-    corio_await(s->ready, NULL);
-    s->cancel_rc = corio_task_cancel(parent, NULL);
-    s->parent_rc = corio_await(parent, NULL);
-    s->parent_cancelled = corio_task_cancelled(parent);
+    parent = cancel_when_ready(awaiting_parent, s, s->ready, &s->parent, NULL);
     s->child_cancelled = corio_task_cancelled(s->child);
     corio_task_unref(parent);
     corio_task_unref(s->child);
@@ -1092,7 +988,7 @@ static void cancel_task_on(unsigned workers)
     struct cancel_task s = {0};
 
     assert_int_equal(run_on(workers, cancel_task_main, &s, NULL), 0);
-    assert_int_equal(s.cancel_rc, 1);
+    expect_cancelled(&s.parent);
     assert_int_equal(s.child_await_rc, -ECANCELED);
     assert_int_equal(s.cleanup_rc[0], 0);
     assert_int_equal(s.cleanup_rc[1], 0);
@@ -1100,8 +996,6 @@ static void cancel_task_on(unsigned workers)
     assert_true(s.child_done_at_resume);
     assert_true(s.child_cleaned_at_resume);
     assert_true(s.child_cancelled);
-    assert_true(s.parent_cancelled);
-    assert_int_equal(s.parent_rc, -ECANCELED);
 }
 
 static void cancel_at_await_task_cancels_child(void **state)
@@ -1114,8 +1008,8 @@ static void cancel_at_await_task_cancels_child(void **state)
 struct cancel_yield {
     corio_future *ready;
     long yields;
-    int yield_rc, cancel_rc, child_rc;
-    bool child_cancelled;
+    int yield_rc;
+    struct cancel_outcome child;
 };
 
 #define YIELD_LIMIT 1000000   /* a bound, so a lost cancellation fails instead of hanging */
@@ -1139,11 +1033,7 @@ static void *cancel_yield_main(void *arg)
     corio_task *t = NULL;
 
     s->ready = new_future();
-    corio_spawn(&t, yield_forever, s);
-    corio_await(s->ready, NULL);
-    s->cancel_rc = corio_task_cancel(t, NULL);
-    s->child_rc = corio_await(t, NULL);
-    s->child_cancelled = corio_task_cancelled(t);
+    t = cancel_when_ready(yield_forever, s, s->ready, &s->child, NULL);
     corio_task_unref(t);
     corio_future_unref(s->ready);
     return NULL;
@@ -1154,11 +1044,9 @@ static void cancel_yield_on(unsigned workers)
     struct cancel_yield s = {0};
 
     assert_int_equal(run_on(workers, cancel_yield_main, &s, NULL), 0);
-    assert_int_equal(s.cancel_rc, 1);
+    expect_cancelled(&s.child);
     assert_int_equal(s.yield_rc, -ECANCELED);
     assert_true(s.yields < YIELD_LIMIT);
-    assert_int_equal(s.child_rc, -ECANCELED);
-    assert_true(s.child_cancelled);
 }
 
 static void cancel_at_yield(void **state)
@@ -1171,8 +1059,9 @@ static void cancel_at_yield(void **state)
  * for. */
 struct cancel_gather {
     corio_future *ready, *gate;
-    int gather_rc, errors[2], cancel_rc, child_rc;
-    bool kids_done[2], kids_cancelled[2], child_cancelled;
+    int gather_rc, errors[2];
+    bool kids_done[2], kids_cancelled[2];
+    struct cancel_outcome child;
 };
 
 static void *gathering_child(void *arg)
@@ -1200,11 +1089,7 @@ static void *cancel_gather_main(void *arg)
 
     s->ready = new_future();
     s->gate = new_future();
-    corio_spawn(&t, gathering_child, s);
-    corio_await(s->ready, NULL);
-    s->cancel_rc = corio_task_cancel(t, NULL);
-    s->child_rc = corio_await(t, NULL);
-    s->child_cancelled = corio_task_cancelled(t);
+    t = cancel_when_ready(gathering_child, s, s->ready, &s->child, NULL);
     corio_task_unref(t);
     corio_future_unref(s->ready);
     corio_future_unref(s->gate);
@@ -1216,15 +1101,13 @@ static void cancel_gather_on(unsigned workers)
     struct cancel_gather s = {0};
 
     assert_int_equal(run_on(workers, cancel_gather_main, &s, NULL), 0);
-    assert_int_equal(s.cancel_rc, 1);
+    expect_cancelled(&s.child);
     assert_int_equal(s.gather_rc, -ECANCELED);
     for (int i = 0; i < 2; i++) {
         assert_true(s.kids_done[i]);
         assert_true(s.kids_cancelled[i]);
         assert_int_equal(s.errors[i], -ECANCELED);
     }
-    assert_int_equal(s.child_rc, -ECANCELED);
-    assert_true(s.child_cancelled);
 }
 
 static void cancel_at_gather_cancels_children(void **state)
@@ -1237,9 +1120,10 @@ static void cancel_at_gather_cancels_children(void **state)
 struct cancel_wait {
     corio_future *ready, *gate, *plain;
     corio_task *kid;
-    int wait_rc, cancel_rc, child_rc, kid_rc, kid_cancelling;
+    int wait_rc, kid_rc, kid_cancelling;
     bool plain_done_in_child, kid_done_in_child, plain_done_after, kid_done_after;
-    bool child_cancelled, kid_cancelled;
+    bool kid_cancelled;
+    struct cancel_outcome child;
 };
 
 static void *waiting_child(void *arg)
@@ -1263,11 +1147,7 @@ static void *cancel_wait_main(void *arg)
     s->gate = new_future();
     s->plain = new_future();
     corio_spawn(&s->kid, await_gate, s->gate);
-    corio_spawn(&t, waiting_child, s);
-    corio_await(s->ready, NULL);
-    s->cancel_rc = corio_task_cancel(t, NULL);
-    s->child_rc = corio_await(t, NULL);
-    s->child_cancelled = corio_task_cancelled(t);
+    t = cancel_when_ready(waiting_child, s, s->ready, &s->child, NULL);
     s->plain_done_after = corio_future_done(s->plain);
     s->kid_done_after = corio_task_done(s->kid);
     s->kid_cancelling = corio_task_cancelling(s->kid);
@@ -1287,7 +1167,7 @@ static void cancel_wait_on(unsigned workers)
     struct cancel_wait s = {0};
 
     assert_int_equal(run_on(workers, cancel_wait_main, &s, NULL), 0);
-    assert_int_equal(s.cancel_rc, 1);
+    expect_cancelled(&s.child);
     assert_int_equal(s.wait_rc, -ECANCELED);
     assert_false(s.plain_done_in_child);
     assert_false(s.kid_done_in_child);
@@ -1296,8 +1176,6 @@ static void cancel_wait_on(unsigned workers)
     assert_int_equal(s.kid_cancelling, 0);
     assert_int_equal(s.kid_rc, 0);
     assert_false(s.kid_cancelled);
-    assert_int_equal(s.child_rc, -ECANCELED);
-    assert_true(s.child_cancelled);
 }
 
 static void cancel_at_wait_leaves_futures_running(void **state)
@@ -1407,9 +1285,9 @@ static void cancel_at_as_completed_next(void **state)
 struct cancel_shield {
     corio_future *ready, *gate;
     corio_task *inner;
-    int shield_rc, await_rc, inner_cancelling_in_child, cancel_rc, child_rc, inner_rc;
-    bool inner_done_in_child, outer_cancelled, inner_done_after, child_cancelled;
-    bool inner_cancelled;
+    int shield_rc, await_rc, inner_cancelling_in_child, inner_rc;
+    bool inner_done_in_child, outer_cancelled, inner_done_after, inner_cancelled;
+    struct cancel_outcome child;
     void *inner_value;
 };
 
@@ -1445,11 +1323,7 @@ static void *cancel_shield_main(void *arg)
     s->ready = new_future();
     s->gate = new_future();
     corio_spawn(&s->inner, gate_then_seven, s->gate);
-    corio_spawn(&t, shielding_child, s);
-    corio_await(s->ready, NULL);
-    s->cancel_rc = corio_task_cancel(t, NULL);
-    s->child_rc = corio_await(t, NULL);
-    s->child_cancelled = corio_task_cancelled(t);
+    t = cancel_when_ready(shielding_child, s, s->ready, &s->child, NULL);
     s->inner_done_after = corio_task_done(s->inner);
     corio_future_set_result(s->gate, NULL);
     s->inner_rc = corio_await(s->inner, &s->inner_value);
@@ -1467,13 +1341,11 @@ static void cancel_shield_on(unsigned workers)
 
     assert_int_equal(run_on(workers, cancel_shield_main, &s, NULL), 0);
     assert_int_equal(s.shield_rc, 0);
-    assert_int_equal(s.cancel_rc, 1);
+    expect_cancelled(&s.child);
     assert_int_equal(s.await_rc, -ECANCELED);
     assert_false(s.inner_done_in_child);
     assert_int_equal(s.inner_cancelling_in_child, 0);
     assert_true(s.outer_cancelled);
-    assert_int_equal(s.child_rc, -ECANCELED);
-    assert_true(s.child_cancelled);
     assert_false(s.inner_done_after);
     assert_int_equal(s.inner_rc, 0);
     assert_ptr_equal(s.inner_value, (void *)7);
@@ -1658,8 +1530,8 @@ static void cancel_uncancel_to_zero_withdraws_request(void **state)
  * ends normally with it (asyncio: the coroutine caught CancelledError). */
 struct suppress {
     corio_future *ready, *target;
-    int await_rc, uncancel_rc, cancel_rc, child_rc, cancelling_after;
-    bool child_cancelled;
+    int await_rc, uncancel_rc, cancelling_after;
+    struct cancel_outcome child;
     void *value;
 };
 
@@ -1681,11 +1553,7 @@ static void *suppress_main(void *arg)
 
     s->ready = new_future();
     s->target = new_future();
-    corio_spawn(&t, suppressing_child, s);
-    corio_await(s->ready, NULL);
-    s->cancel_rc = corio_task_cancel(t, NULL);
-    s->child_rc = corio_await(t, &s->value);
-    s->child_cancelled = corio_task_cancelled(t);
+    t = cancel_when_ready(suppressing_child, s, s->ready, &s->child, &s->value);
     s->cancelling_after = corio_task_cancelling(t);
     corio_task_unref(t);
     corio_future_unref(s->ready);
@@ -1698,12 +1566,12 @@ static void suppress_on(unsigned workers)
     struct suppress s = {.uncancel_rc = -1};
 
     assert_int_equal(run_on(workers, suppress_main, &s, NULL), 0);
-    assert_int_equal(s.cancel_rc, 1);
+    assert_int_equal(s.child.cancel_rc, 1);
     assert_int_equal(s.await_rc, -ECANCELED);
     assert_int_equal(s.uncancel_rc, 0);
-    assert_int_equal(s.child_rc, 0);
+    assert_int_equal(s.child.rc, 0);
     assert_ptr_equal(s.value, (void *)99);
-    assert_false(s.child_cancelled);
+    assert_false(s.child.cancelled);
     assert_int_equal(s.cancelling_after, 0);
 }
 
@@ -1717,8 +1585,9 @@ static void cancel_uncancel_then_return_ends_normally(void **state)
  * request was delivered at an await or never reached one. */
 struct returns_cancelled {
     corio_future *ready, *target;
-    int await_rc, cancel_rc, delivered_rc, self_cancel_rc, self_rc;
-    bool delivered_cancelled, self_cancelled;
+    int await_rc, self_cancel_rc, self_rc;
+    struct cancel_outcome delivered;
+    bool self_cancelled;
 };
 
 static void *return_after_cancel(void *arg)
@@ -1745,11 +1614,7 @@ static void *returns_cancelled_main(void *arg)
 
     s->ready = new_future();
     s->target = new_future();
-    corio_spawn(&t, return_after_cancel, s);
-    corio_await(s->ready, NULL);
-    s->cancel_rc = corio_task_cancel(t, NULL);
-    s->delivered_rc = corio_await(t, NULL);
-    s->delivered_cancelled = corio_task_cancelled(t);
+    t = cancel_when_ready(return_after_cancel, s, s->ready, &s->delivered, NULL);
     corio_task_unref(t);
 
     corio_spawn(&t, cancel_self_and_return, s);
@@ -1766,10 +1631,8 @@ static void returns_cancelled_on(unsigned workers)
     struct returns_cancelled s = {0};
 
     assert_int_equal(run_on(workers, returns_cancelled_main, &s, NULL), 0);
-    assert_int_equal(s.cancel_rc, 1);
+    expect_cancelled(&s.delivered);
     assert_int_equal(s.await_rc, -ECANCELED);
-    assert_int_equal(s.delivered_rc, -ECANCELED);
-    assert_true(s.delivered_cancelled);
     assert_int_equal(s.self_cancel_rc, 1);
     assert_int_equal(s.self_rc, -ECANCELED);
     assert_true(s.self_cancelled);
