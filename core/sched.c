@@ -152,7 +152,9 @@ static bool task_start(struct corio__worker *w, struct corio_task *t)
 
 static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_t why)
 {
-    if (CORIO_NEVER(!corio__stack_canary_ok(&w->rt->arena, &t->stack))) {
+    /* Only canary-mode stacks need the check (guard pages fault by themselves). */
+    if (w->rt->arena.guard == CORIO_GUARD_CANARY &&
+        CORIO_NEVER(!corio__stack_canary_ok(&w->rt->arena, &t->stack))) {
         fprintf(stderr, "corio: stack overflow in task '%s' (%zu-byte stack)\n",
                 corio_task_name(t), t->stack.size);
         abort();
@@ -185,9 +187,12 @@ static void run_task(struct corio__worker *w, struct corio_task *t)
         return;
     }
     w->current = t;
-    corio__debug_step_begin(w, t);
+    bool debug = atomic_load_explicit(&w->rt->debug, memory_order_relaxed);
+    if (debug)
+        corio__debug_step_begin(w, t);
     void *why = corio__fiber_switch(&w->sched_fiber, &t->fiber, t);
-    corio__debug_step_end(w, t);
+    if (debug)
+        corio__debug_step_end(w, t);
     w->current = NULL;
     after_switch(w, t, (uintptr_t)why);
 }
