@@ -199,7 +199,9 @@ static void *pingpong_main(void *arg)
     corio_task *a, *b;
     corio_spawn(&a, ping0, p);
     corio_spawn(&b, ping1, p);
-    corio_future_set_result(p->slot[0], (void *)1);
+    corio_future *first = corio_future_ref(p->slot[0]);   /* ping0 frees it once woken */
+    corio_future_set_result(first, (void *)1);
+    corio_future_unref(first);
     corio_await(a, NULL);
     corio_await(b, NULL);
     corio_task_unref(a);

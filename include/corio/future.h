@@ -9,7 +9,10 @@
  *
  * Lifetime: corio_future_create() returns one reference; every
  * corio_future_ref() needs one corio_future_unref(); the memory is freed at
- * the last unref. A failed future whose error nobody retrieved (by awaiting
+ * the last unref. Every call on a future must be made while the caller holds
+ * a reference to it: in particular, whoever completes a future that another
+ * task will unref as soon as it wakes takes its own reference around the
+ * set_result/set_exception/cancel call. A failed future whose error nobody retrieved (by awaiting
  * it, corio_future_result() or corio_future_exception()) is reported by the
  * runtime's exception handler when freed ("Future exception was never
  * retrieved").
