@@ -149,7 +149,7 @@ struct corio__worker {
     unsigned lifo_streak;
     struct corio__runq runq;
     struct corio__stack_cache stacks;
-    uint64_t tick;
+    _Atomic uint64_t tick;            /* steps taken; written by the owner, read by the monitor */
     uint64_t rng;
     bool searching;
     _Atomic uint32_t unpark_word;     /* core/park.c: 1 = notified */
@@ -196,6 +196,11 @@ struct corio_rt {
     _Atomic uint64_t ext_objects;           /* objects made off-worker, net */
     _Atomic int64_t zombie_objects;         /* after destroy: left to free */
     atomic_bool destroyed;
+    /* core/monitor.c */
+    pthread_t mon_thread;
+    pthread_mutex_t mon_lock;
+    pthread_cond_t mon_cond;
+    bool mon_stop, mon_running;
     /* loop services */
     pthread_mutex_t handler_lock;
     corio_exception_handler handler;
@@ -232,6 +237,10 @@ void corio__worker_unpark(struct corio__worker *w);
 /* core/overflow.c: per worker thread; returns what _fini frees */
 void *corio__overflow_thread_init(void);
 void corio__overflow_thread_fini(void *altstack);
+
+/* core/monitor.c */
+int corio__monitor_start(struct corio_rt *rt);
+void corio__monitor_stop(struct corio_rt *rt);
 
 /* core/future.c */
 void corio__future_init(struct corio_future *f, struct corio_rt *rt, uint8_t kind);

@@ -236,11 +236,14 @@ int corio_rt_run(corio_rt *rt, corio_fn fn, void *arg, corio_task **main)
     int rc = start_threads(rt, &started);
     struct runner r = {.fn = fn, .arg = arg};
     if (rc == 0)
+        rc = corio__monitor_start(rt);
+    if (rc == 0)
         rc = spawn_runner(rt, &r);
     if (rc < 0)
         corio__rt_wake_all(rt);   /* started workers find no work and leave */
     else
         corio__worker_main(&rt->workers[0]);
+    corio__monitor_stop(rt);
     for (unsigned i = 1; i < started; i++)
         pthread_join(rt->workers[i].thread, NULL);
     atomic_store(&rt->state, RT_STOPPED);

@@ -238,7 +238,8 @@ static struct corio__snode *take_global(struct corio__worker *w)
 static struct corio__snode *next_local(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
-    if (++w->tick % GLOBAL_QUEUE_INTERVAL == 0) {
+    corio__stat_add(w->tick, 1);
+    if (atomic_load_explicit(&w->tick, memory_order_relaxed) % GLOBAL_QUEUE_INTERVAL == 0) {
         corio__registry_publish_all(rt, w);
         corio__registry_reap(rt, w->id);
         struct corio__snode *n =

@@ -432,6 +432,46 @@ static void sched_task_tree_on_many_workers(void **state)
     }
 }
 
+/* ---- a task in a busy worker's LIFO slot still runs ---- */
+
+struct rescue {
+    _Atomic int flag;
+    int ok;
+    double waited_s;
+};
+
+static void *set_flag(void *arg)
+{
+    atomic_store(&((struct rescue *)arg)->flag, 1);
+    return NULL;
+}
+
+/* Spawns into its own worker's LIFO slot, then spins (never awaits) until
+ * that task has run: only another worker can run it. */
+static void *spin_on_child(void *arg)
+{
+    struct rescue *r = arg;
+    uint64_t start = corio_time_ns();
+    corio_spawn(NULL, set_flag, r);
+    while (!atomic_load(&r->flag) && corio_time_ns() - start < 5000000000ull)
+        ;
+    r->ok = atomic_load(&r->flag);
+    r->waited_s = (double)(corio_time_ns() - start) / 1e9;
+    return NULL;
+}
+
+static void sched_monitor_rescues_lifo_behind_long_step(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        struct rescue r = {0};
+        corio_rt_options o = workers(2);
+        assert_int_equal(corio_run(spin_on_child, &r, &o, NULL), 0);
+        if (!r.ok)
+            fail_msg("the task behind a spinning worker never ran (waited %.2f s)", r.waited_s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +481,7 @@ int main(void)
         cmocka_unit_test(sched_budget_forces_a_yield),
         cmocka_unit_test(sched_idle_workers_use_no_cpu),
         cmocka_unit_test(sched_task_tree_on_many_workers),
+        cmocka_unit_test(sched_monitor_rescues_lifo_behind_long_step),
         cmocka_unit_test(sched_pingpong_loses_no_wakeup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
