@@ -100,7 +100,9 @@ CORIO_API int corio_call_soon(corio_handle **out, corio_callback_fn fn, void *ar
 
 /* corio_handle_cancel - the callback will not run if it has not started.
  * Returns 1 when it was prevented, 0 when it already ran or was cancelled,
- * -EINVAL for NULL. Call from: any thread. */
+ * -EINVAL for NULL. corio_handle_cancelled - true once cancelled (false for
+ * NULL). corio_handle_unref - drop the reference from corio_call_soon()
+ * (NULL is ignored). Call from: any thread. */
 CORIO_API int corio_handle_cancel(corio_handle *h);
 CORIO_API bool corio_handle_cancelled(const corio_handle *h);
 CORIO_API void corio_handle_unref(corio_handle *h);
@@ -122,7 +124,8 @@ typedef void (*corio_exception_handler)(corio_rt *rt, const corio_exception_cont
  * Returns 0, -EINVAL for a NULL @rt. Call from: any thread. */
 CORIO_API int corio_rt_set_exception_handler(corio_rt *rt, corio_exception_handler fn,
                                              void *arg);
-/* corio_rt_get_exception_handler - the installed handler (NULL: default). */
+/* corio_rt_get_exception_handler - the installed handler (NULL: default, or
+ * @rt NULL); *@arg, when @arg is not NULL, receives its argument. */
 CORIO_API corio_exception_handler corio_rt_get_exception_handler(const corio_rt *rt,
                                                                  void **arg);
 /* corio_default_exception_handler - writes one line per report to stderr:
@@ -132,7 +135,8 @@ CORIO_API void corio_default_exception_handler(corio_rt *rt,
                                                void *arg);
 /* corio_rt_call_exception_handler - report @ctx through @rt's handler
  * (loop.call_exception_handler). A handler that is running when called
- * again from it gets the default handler instead. */
+ * again from it gets the default handler instead. NULL @rt or @ctx: nothing
+ * happens. Call from: any thread. */
 CORIO_API void corio_rt_call_exception_handler(corio_rt *rt, const corio_exception_context *ctx);
 
 /* ---- debug mode ---- */
@@ -140,7 +144,8 @@ CORIO_API void corio_rt_call_exception_handler(corio_rt *rt, const corio_excepti
 /* corio_rt_set_debug / corio_rt_get_debug - debug mode (also CORIO_DEBUG=1):
  * a step of a task or callback that runs longer than slow_callback_ns is
  * reported on stderr naming the task ("corio: Executing <Task name='x'> took
- * 0.153 seconds"). Returns 0 / -EINVAL for NULL. Call from: any thread. */
+ * 0.153 seconds"). set returns 0, -EINVAL for NULL; get is false for NULL.
+ * Call from: any thread. */
 CORIO_API int corio_rt_set_debug(corio_rt *rt, bool on);
 CORIO_API bool corio_rt_get_debug(const corio_rt *rt);
 
@@ -160,7 +165,7 @@ typedef struct corio_worker_metrics {
 /* corio_rt_worker_metrics - counters of worker @i (racy snapshot).
  * Returns 0, -EINVAL (NULL, @i out of range). Call from: any thread. */
 CORIO_API int corio_rt_worker_metrics(corio_rt *rt, unsigned i, corio_worker_metrics *out);
-/* corio_rt_alive_tasks - tasks created and not yet ended. */
+/* corio_rt_alive_tasks - tasks created and not yet ended (0 for NULL). */
 CORIO_API uint64_t corio_rt_alive_tasks(corio_rt *rt);
 
 #ifdef __cplusplus

@@ -106,7 +106,8 @@ CORIO_API corio_task *corio_current_task(void);
 /* corio_all_tasks - a snapshot of every task of the running runtime that has
  * not ended, each with a reference; release with corio_task_list_free().
  * Returns the count (>= 0) and *@out, -EINVAL (@out NULL), -EPERM (no
- * running runtime), -ENOMEM. Call from: a task or a callback. */
+ * running runtime), -ENOMEM. Call from: a task or a callback.
+ * corio_task_list_free - drop the @n references and the list (NULL ok). */
 CORIO_API int corio_all_tasks(corio_task ***out);
 CORIO_API void corio_task_list_free(corio_task **list, int n);
 
