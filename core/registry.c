@@ -87,15 +87,26 @@ static void publish(struct corio_rt *rt, struct corio__worker *w, unsigned shard
     b->n = 0;
 }
 
+/* Drops the runtime's reference of a task that no list can reach any more.
+ * When it is the last one, nobody else can take a new one (a reference is
+ * only ever taken through another), so the locked decrement is skipped. */
+static void release(struct corio_task *t)
+{
+    if (atomic_load_explicit(&t->fut.refs, memory_order_acquire) == 1)
+        corio__task_free(t);
+    else
+        corio_task_unref(t);
+}
+
 void corio__registry_retire(struct corio_rt *rt, struct corio_task *t, struct corio__worker *w)
 {
     if (t->reg_shard == NOT_REGISTERED) {
-        corio_task_unref(t);
+        release(t);
         return;
     }
     if (t->reg_shard == w->id) {
         unlink_task(rt, t);
-        corio_task_unref(t);
+        release(t);
         return;
     }
     struct corio__retire_batch *b = &w->retire[t->reg_shard];
@@ -122,7 +133,7 @@ void corio__registry_reap(struct corio_rt *rt, unsigned shard)
     while (t) {
         struct corio__qnode *next = t->node.q.next;
         unlink_task(rt, t);
-        corio_task_unref(t);
+        release(t);
         t = next ? corio__container_of(next, struct corio_task, node.q) : NULL;
     }
 }

@@ -63,10 +63,17 @@ void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
         return;
     }
     if (lifo) {
-        struct corio__snode *prev =
-            atomic_exchange_explicit(&w->lifo, n, memory_order_acq_rel);
-        if (!prev)
+        /* Only the owner fills the slot, so an empty slot stays empty until
+         * this store: no locked exchange needed then (pairs with the acquire
+         * exchange of the owner's pop or a thief's steal). */
+        struct corio__snode *prev = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+        if (!prev) {
+            atomic_store_explicit(&w->lifo, n, memory_order_release);
             return;   /* runs next on this worker: nobody else needs waking */
+        }
+        prev = atomic_exchange_explicit(&w->lifo, n, memory_order_acq_rel);
+        if (!prev)
+            return;   /* a thief took the previous one meanwhile */
         n = prev;
     }
     push_local(w, n);
