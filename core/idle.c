@@ -87,16 +87,15 @@ bool corio__idle_end_search(struct corio_rt *rt)
     return searching_of(prev) == 1;
 }
 
-bool corio__idle_to_parked(struct corio_rt *rt, unsigned id, bool searching)
+void corio__idle_to_parked(struct corio_rt *rt, unsigned id, bool searching)
 {
     struct corio__idle *idle = &rt->idle;
     pthread_mutex_lock(&idle->lock);
     uint32_t dec = UNPARK_ONE | (searching ? SEARCH_ONE : 0);
-    uint32_t prev = atomic_fetch_sub_explicit(&idle->state, dec, memory_order_seq_cst);
+    atomic_fetch_sub_explicit(&idle->state, dec, memory_order_seq_cst);
     idle->sleepers[idle->nsleepers++] = id;
     idle->wake_kind[id] = WAKE_NONE;
     pthread_mutex_unlock(&idle->lock);
-    return searching && searching_of(prev) == 1;
 }
 
 /* Returns true when the worker was woken on purpose (it has been taken off

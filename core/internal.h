@@ -215,7 +215,7 @@ struct corio_rt {
 struct corio__worker *corio__worker_current(void);
 void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool from_wake);
 void corio__task_wake(struct corio_task *t);
-int corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why);
+void corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why);
 __attribute__((noreturn)) void corio__task_exit(struct corio_task *t);
 void corio__worker_main(struct corio__worker *w);
 void corio__rt_wake_all(struct corio_rt *rt);
@@ -226,7 +226,7 @@ void corio__idle_fini(struct corio__idle *idle);
 void corio__idle_notify(struct corio_rt *rt);
 bool corio__idle_try_search(struct corio_rt *rt);
 bool corio__idle_end_search(struct corio_rt *rt);
-bool corio__idle_to_parked(struct corio_rt *rt, unsigned id, bool searching);
+void corio__idle_to_parked(struct corio_rt *rt, unsigned id, bool searching);
 bool corio__idle_from_parked(struct corio_rt *rt, unsigned id);
 void corio__idle_unpark_all(struct corio_rt *rt);
 
@@ -278,8 +278,6 @@ int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,
                              const struct corio_task *except);
 
 /* core/callback.c */
-int corio__handle_schedule_done(struct corio_rt *rt, struct corio_future *f, corio_done_fn fn,
-                                void *arg);
 void corio__handle_run(struct corio_handle *h);
 void corio__handle_drop(struct corio_handle *h);
 
@@ -296,6 +294,14 @@ void corio__debug_step_end(struct corio__worker *w, struct corio_task *t);
     atomic_store_explicit(&(counter),                                           \
                           atomic_load_explicit(&(counter), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
+
+/* Runnable work is waiting in @w's LIFO slot or run queue (any thread; a
+ * snapshot). */
+static inline bool corio__worker_has_queued(struct corio__worker *w)
+{
+    return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
+           !corio__runq_is_empty(&w->runq);
+}
 
 static inline struct corio_task *corio__task_of(struct corio_future *f)
 {

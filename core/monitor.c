@@ -23,18 +23,12 @@
 
 #define MONITOR_PERIOD_MS 10   /* DESIGN.md "Fairness": Go's sysmon uses 10 ms too */
 
-static bool has_queued_work(struct corio__worker *w)
-{
-    return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
-           !corio__runq_is_empty(&w->runq);
-}
-
 static void check_workers(struct corio_rt *rt, uint64_t *last_tick)
 {
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct corio__worker *w = &rt->workers[i];
         uint64_t tick = atomic_load_explicit(&w->tick, memory_order_relaxed);
-        if (tick == last_tick[i] && has_queued_work(w))
+        if (tick == last_tick[i] && corio__worker_has_queued(w))
             corio__idle_notify(rt);
         last_tick[i] = tick;
     }

@@ -286,19 +286,24 @@ static uint64_t outstanding_objects(struct corio_rt *rt)
     return n;
 }
 
-/* Handles scheduled after the last task ended never ran: drop them. */
+/* Only handles can be left (every task ended before the workers stopped):
+ * callbacks scheduled after the last task ended never ran. */
+static void drop_node(struct corio__snode *n)
+{
+    if (n && !CORIO_NEVER(n->kind != KIND_HANDLE))
+        corio__handle_drop(corio__container_of(n, struct corio_handle, node));
+}
+
 static void drop_queued(struct corio_rt *rt)
 {
     struct corio__qnode *q;
     for (unsigned i = 0; i < rt->nworkers; i++) {
-        struct corio__snode *l = atomic_exchange(&rt->workers[i].lifo, NULL);
-        if (l)
-            corio__handle_drop(corio__container_of(l, struct corio_handle, node));
+        drop_node(atomic_exchange(&rt->workers[i].lifo, NULL));
         while ((q = corio__runq_pop_owner(&rt->workers[i].runq)))
-            corio__handle_drop(corio__container_of(q, struct corio_handle, node.q));
+            drop_node(corio__container_of(q, struct corio__snode, q));
     }
     while ((q = corio__inject_pop(&rt->inject)))
-        corio__handle_drop(corio__container_of(q, struct corio_handle, node.q));
+        drop_node(corio__container_of(q, struct corio__snode, q));
 }
 
 int corio_rt_destroy(corio_rt *rt)

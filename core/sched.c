@@ -104,12 +104,11 @@ void corio__task_wake(struct corio_task *t)
     }
 }
 
-int corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why)
+void corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why)
 {
     struct corio__worker *w = corio__worker_current();
     t->budget = 0;
     corio__fiber_switch(&t->fiber, &w->sched_fiber, (void *)(uintptr_t)why);
-    return 0;
 }
 
 void corio__task_exit(struct corio_task *t)
@@ -327,8 +326,7 @@ static bool work_pending(struct corio_rt *rt)
     if (!corio__inject_is_empty(&rt->inject))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++)
-        if (!corio__runq_is_empty(&rt->workers[i].runq) ||
-            atomic_load_explicit(&rt->workers[i].lifo, memory_order_relaxed))
+        if (corio__worker_has_queued(&rt->workers[i]))
             return true;
     return false;
 }
