@@ -171,13 +171,11 @@ static void *runner_main(void *arg)
     struct corio_rt *rt = corio_get_running_rt();
     r->spawn_rc = corio_spawn(&r->main, r->fn, r->arg);
     if (r->spawn_rc == 0) {
-        /* The runner is never cancelled, so this returns when main ended. */
-        while (!corio_task_done(r->main))
-            corio_await(r->main, NULL);
+        /* The runner is never cancelled, so this returns once main ended. */
+        corio_await(r->main, NULL);
         struct corio_future *f = &r->main->fut;
-        if (atomic_load_explicit(&f->state, memory_order_acquire) == FUT_FAILED) {
+        if (atomic_load_explicit(&f->state, memory_order_acquire) == FUT_FAILED)
             corio__report(rt, "main task failed", r->main, f);
-        }
     }
     while (cancel_round(rt, corio_current_task()) > 0)
         ;
