@@ -11,7 +11,7 @@
 
 #include "internal.h"
 
-static struct corio_handle *handle_new(struct corio_rt *rt, uint32_t refs)
+struct corio_handle *corio__handle_new(struct corio_rt *rt, uint32_t refs)
 {
     struct corio_handle *h = calloc(1, sizeof *h);
     if (!h)
@@ -30,7 +30,7 @@ int corio_call_soon(corio_handle **out, corio_callback_fn fn, void *arg)
     struct corio__worker *w = corio__worker_current();
     if (!w)
         return -EPERM;
-    struct corio_handle *h = handle_new(w->rt, out ? 2 : 1);
+    struct corio_handle *h = corio__handle_new(w->rt, out ? 2 : 1);
     if (!h)
         return -ENOMEM;
     h->fn = fn;
@@ -98,7 +98,7 @@ int corio_future_add_done_callback(corio_future *f, corio_done_fn fn, void *arg)
 {
     if (!f || !fn)
         return -EINVAL;
-    struct corio_handle *h = handle_new(f->rt, 1);
+    struct corio_handle *h = corio__handle_new(f->rt, 1);
     if (!h)
         return -ENOMEM;
     h->done_fn = fn;

@@ -292,7 +292,7 @@ static void wake_awaiter(struct corio__waiter *w, struct corio_future *f)
 
 /* Ready operations count against the task's budget; past it, the task yields
  * once (without delivering a cancellation: the yield is not the user's). */
-static void spend_budget(struct corio_task *t)
+void corio__task_spend_budget(struct corio_task *t)
 {
     if (++t->budget < BUDGET_OPS)
         return;
@@ -311,7 +311,7 @@ int corio_future_await(corio_future *f, void **value)
     if (f == &t->fut)
         return -EINVAL;   /* asyncio: "Task cannot await on itself" */
     if (corio_future_done(f)) {
-        spend_budget(t);
+        corio__task_spend_budget(t);
         return corio__future_outcome(f, value);
     }
     for (;;) {

@@ -98,16 +98,31 @@ void corio__idle_to_parked(struct corio_rt *rt, unsigned id, bool searching)
     pthread_mutex_unlock(&idle->lock);
 }
 
-/* Returns true when the worker was woken on purpose (it has been taken off
- * the sleepers list and counted as unparked, and searching when WAKE_SEARCH);
- * false for a spurious wake-up: it is still listed and must sleep again. */
-bool corio__idle_from_parked(struct corio_rt *rt, unsigned id)
+/* Returns true when the worker leaves its parked state: it was woken on
+ * purpose (taken off the sleepers list and counted as unparked, and
+ * searching when WAKE_SEARCH), or it has work of its own (@has_work: its
+ * I/O or timers made tasks runnable, or tasks moved to it), in which case it
+ * takes itself off the list, counted unparked and not searching. False: a
+ * spurious wake-up; it is still listed and must sleep again. */
+bool corio__idle_from_parked(struct corio_rt *rt, unsigned id, bool has_work)
 {
     struct corio__idle *idle = &rt->idle;
     pthread_mutex_lock(&idle->lock);
     bool woken = idle->wake_kind[id] != WAKE_NONE;
-    if (woken)
+    if (woken) {
         rt->workers[id].searching = idle->wake_kind[id] == WAKE_SEARCH;
+    } else if (has_work) {
+        for (unsigned i = 0; i < idle->nsleepers; i++) {
+            if (idle->sleepers[i] == id) {
+                idle->sleepers[i] = idle->sleepers[--idle->nsleepers];
+                break;
+            }
+        }
+        idle->wake_kind[id] = WAKE_SEARCH;   /* not WAKE_NONE: not listed any more */
+        atomic_fetch_add_explicit(&idle->state, UNPARK_ONE, memory_order_seq_cst);
+        rt->workers[id].searching = false;
+        woken = true;
+    }
     pthread_mutex_unlock(&idle->lock);
     return woken;
 }

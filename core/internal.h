@@ -25,12 +25,14 @@
 #include <stdint.h>
 
 #include "corio/corio.h"
+struct corio__backend_ops;
 #include "fiber.h"
 #include "inject.h"
 #include "qnode.h"
 #include "runq.h"
 #include "spin.h"
 #include "stack.h"
+#include "wheel.h"
 
 /* CORIO_NEVER(cond): believed impossible; checked and recovered from. */
 #define CORIO_NEVER(cond) __builtin_expect(!!(cond), 0)
@@ -90,6 +92,8 @@ struct corio_handle {
     struct corio_future *fut;  /* referenced while queued */
     struct corio__waiter w;    /* a done callback's registration on fut */
     struct corio_rt *rt;
+    struct corio__timer timer; /* call_later/call_at (core/timer.c) */
+    uint64_t when;             /* their deadline; 0: not a timer handle */
 };
 
 /* ---- tasks ---- */
@@ -105,7 +109,7 @@ enum corio__sched {
 };
 
 /* What a task tells its scheduler when it switches out. */
-enum corio__switch_reason { SW_YIELD = 1, SW_PARK, SW_DONE };
+enum corio__switch_reason { SW_YIELD = 1, SW_PARK, SW_DONE, SW_MIGRATE };
 
 struct corio_task {
     struct corio_future fut;          /* first: a task is a future */
@@ -123,6 +127,7 @@ struct corio_task {
     char *name;
     uint64_t id;
     unsigned budget;                  /* operations since the last suspension */
+    struct corio__worker *migrate_to; /* SW_MIGRATE: the worker to continue on */
     uint64_t step_start_ns;           /* debug mode */
     struct corio__waiter self_waiter; /* used by corio_future_await() */
     /* registry (core/registry.c): alive tasks, under the shard's lock */
@@ -157,9 +162,19 @@ struct corio__worker {
     struct corio__qnode *task_cache;  /* freed task memory kept for spawn (core/task.c) */
     struct corio__retire_batch *retire; /* per registry shard (core/registry.c) */
     unsigned task_cache_n;
+    /* I/O and timers (core/park.c, io/io.c, core/timer.c) */
+    const struct corio__backend_ops *io_ops;  /* NULL until the worker thread started it */
+    void *io;                         /* the backend's per-worker state */
+    int wake_fd;                      /* eventfd that wakes a blocked poll; closed at destroy */
+    _Atomic uint32_t in_wait;         /* 1 while (about to be) blocked in io_ops->poll */
+    struct corio__wheel *wheel;       /* this worker's timers (owner only) */
+    uint64_t timer_seq;
+    /* tasks moved here by corio__task_migrate() (a Treiber stack, any thread pushes) */
+    _Atomic(struct corio__qnode *) inbox;
     /* metrics: written by the owner, read racily */
     _Atomic uint64_t m_polls, m_steals, m_stolen, m_overflows, m_parks,
-        m_remote, m_budget_yields, m_spawned, m_ended;
+        m_remote, m_budget_yields, m_spawned, m_ended, m_io_submitted, m_io_completed,
+        m_timers_fired;
     _Atomic uint64_t objects_created, objects_freed;
 } __attribute__((aligned(64)));
 
@@ -207,6 +222,13 @@ struct corio_rt {
     void *handler_arg;
     atomic_bool debug;
     uint64_t slow_ns;
+    const struct corio__backend_ops *io_ops;  /* chosen at create (io/io.c) */
+    /* core/runtime.c: the start-up barrier of corio_rt_run() */
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    unsigned start_reported;
+    int start_rc;
+    bool start_go;
 };
 
 /* ---- cross-file internal API ---- */
@@ -219,6 +241,9 @@ void corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why)
 __attribute__((noreturn)) void corio__task_exit(struct corio_task *t);
 void corio__worker_main(struct corio__worker *w);
 void corio__rt_wake_all(struct corio_rt *rt);
+/* Continue the current task on @to (its scheduler pushes it to @to's inbox);
+ * returns on @to. No-op when already there. Not a cancellation point. */
+void corio__task_migrate(struct corio_task *t, struct corio__worker *to);
 
 /* core/idle.c */
 int corio__idle_init(struct corio__idle *idle, unsigned nworkers);
@@ -227,12 +252,22 @@ void corio__idle_notify(struct corio_rt *rt);
 bool corio__idle_try_search(struct corio_rt *rt);
 bool corio__idle_end_search(struct corio_rt *rt);
 void corio__idle_to_parked(struct corio_rt *rt, unsigned id, bool searching);
-bool corio__idle_from_parked(struct corio_rt *rt, unsigned id);
+bool corio__idle_from_parked(struct corio_rt *rt, unsigned id, bool has_work);
 void corio__idle_unpark_all(struct corio_rt *rt);
 
-/* core/park.c: the seam the I/O backend replaces */
+/* core/park.c: sleeping in the I/O backend, and waking from it */
+int corio__worker_io_start(struct corio__worker *w);
+void corio__worker_io_stop(struct corio__worker *w);
+void corio__worker_io_release(struct corio__worker *w);
 void corio__worker_park(struct corio__worker *w);
 void corio__worker_unpark(struct corio__worker *w);
+void corio__worker_io_tick(struct corio__worker *w);
+
+/* core/timer.c */
+int corio__timers_init(struct corio__worker *w);
+void corio__timers_fini(struct corio__worker *w);
+uint64_t corio__timers_next(struct corio__worker *w);
+void corio__timers_run(struct corio__worker *w);
 
 /* core/overflow.c: per worker thread; returns what _fini frees */
 void *corio__overflow_thread_init(void);
@@ -252,6 +287,7 @@ bool corio__future_add_waiter(struct corio_future *f, struct corio__waiter *w,
 void corio__future_remove_waiter(struct corio_future *f, struct corio__waiter *w);
 void corio__future_unlink_waiter_locked(struct corio_future *f, struct corio__waiter *w);
 int corio__future_outcome(struct corio_future *f, void **value);
+void corio__task_spend_budget(struct corio_task *t);
 void corio__future_report_unretrieved(struct corio_future *f);
 void corio__object_created(struct corio_rt *rt);
 void corio__object_freed(struct corio_rt *rt);
@@ -278,6 +314,7 @@ int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,
                              const struct corio_task *except);
 
 /* core/callback.c */
+struct corio_handle *corio__handle_new(struct corio_rt *rt, uint32_t refs);
 void corio__handle_run(struct corio_handle *h);
 void corio__handle_drop(struct corio_handle *h);
 
@@ -300,7 +337,8 @@ void corio__debug_step_end(struct corio__worker *w, struct corio_task *t);
 static inline bool corio__worker_has_queued(struct corio__worker *w)
 {
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
-           !corio__runq_is_empty(&w->runq);
+           !corio__runq_is_empty(&w->runq) ||
+           atomic_load_explicit(&w->inbox, memory_order_relaxed);
 }
 
 static inline struct corio_task *corio__task_of(struct corio_future *f)

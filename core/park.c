@@ -1,39 +1,98 @@
-/* core/park.c - putting an idle worker to sleep and waking it.
+/* core/park.c - a worker's I/O backend as its place to sleep.
  *
- * This is the seam the per-worker I/O backend replaces: a parked worker will
- * sleep inside its ring's wait (so its own I/O also wakes it) and be woken
- * through an eventfd. Until then, a futex on unpark_word:
- *   unpark: store 1 (release), FUTEX_WAKE;
- *   park:   exchange 0; if it was 1 the wake-up is consumed, else FUTEX_WAIT
- *           while the word is still 0 (the kernel compares atomically, so a
- *           store + wake between our exchange and the wait is not lost).
- * An idle runtime therefore uses no CPU: no timeout, no polling.
+ * A parked worker sleeps inside its backend's blocking poll (io/backend.h),
+ * so its own I/O completions and its earliest timer wake it as well as
+ * another thread does. Waking from another thread is a Dekker pair:
+ *   unpark: store unpark_word = 1 (seq_cst), then load in_wait; if the
+ *           worker is (about to be) blocked, write its eventfd;
+ *   park:   store in_wait = 1 (seq_cst), then load unpark_word; block only
+ *           when it is 0.
+ * One of the two sees the other's store, so no wake-up is lost; extra
+ * eventfd writes are harmless (the backend drains the counter).
+ *
+ * The eventfd lives from the worker's start to corio_rt_destroy(), so a
+ * late waker never writes to a closed (or reused) descriptor. Between parks
+ * a busy worker polls without blocking every 61 ticks (core/sched.c):
+ * completions, expired timers.
  */
-#include <linux/futex.h>
-#include <sys/syscall.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "internal.h"
 
-static void futex_wait(_Atomic uint32_t *word, uint32_t expect)
+int corio__worker_io_start(struct corio__worker *w)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expect, NULL, NULL, 0);
+    if (w->wake_fd <= 0) {
+        w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (w->wake_fd < 0)
+            return -errno;
+    }
+    const struct corio__backend_ops *ops = w->rt->io_ops;
+    int rc = ops->init(w);
+    if (rc < 0 && ops == &corio__uring_ops) {
+        /* The probe ring worked, this one did not (locked-memory limit,
+         * say): this worker alone falls back. */
+        fprintf(stderr, "corio: worker %u: io_uring setup failed (%s); using epoll\n", w->id,
+                corio_strerror(rc));
+        ops = &corio__epoll_ops;
+        rc = ops->init(w);
+    }
+    if (rc < 0)
+        return rc;
+    w->io_ops = ops;
+    return 0;
 }
 
-static void futex_wake(_Atomic uint32_t *word)
+void corio__worker_io_stop(struct corio__worker *w)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    if (!w->io_ops)
+        return;
+    /* Nothing is in flight: every task has ended. Reap what is left (the
+     * eventfd read, cancel results) before the backend goes. */
+    w->io_ops->poll(w, false, 0);
+    w->io_ops->fini(w);
+    w->io_ops = NULL;
+}
+
+void corio__worker_io_release(struct corio__worker *w)
+{
+    if (w->wake_fd > 0)
+        close(w->wake_fd);
+    w->wake_fd = 0;
 }
 
 void corio__worker_park(struct corio__worker *w)
 {
-    /* Pairs with the release store in corio__worker_unpark(). */
-    while (atomic_exchange_explicit(&w->unpark_word, 0, memory_order_acquire) == 0)
-        futex_wait(&w->unpark_word, 0);
+    atomic_store_explicit(&w->in_wait, 1, memory_order_seq_cst);
+    /* Pairs with the seq_cst store in corio__worker_unpark(). */
+    bool notified = atomic_load_explicit(&w->unpark_word, memory_order_seq_cst) ||
+                    atomic_load_explicit(&w->inbox, memory_order_seq_cst);
+    uint64_t deadline = corio__timers_next(w);
+    uint64_t timeout = UINT64_MAX;
+    if (deadline != UINT64_MAX) {
+        uint64_t now = corio_time_ns();
+        timeout = deadline > now ? deadline - now : 0;
+    }
+    w->io_ops->poll(w, !notified, notified ? 0 : timeout);
+    atomic_store_explicit(&w->in_wait, 0, memory_order_relaxed);
+    atomic_exchange_explicit(&w->unpark_word, 0, memory_order_acquire);
+    corio__timers_run(w);
 }
 
 void corio__worker_unpark(struct corio__worker *w)
 {
-    atomic_store_explicit(&w->unpark_word, 1, memory_order_release);
-    futex_wake(&w->unpark_word);
+    atomic_store_explicit(&w->unpark_word, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&w->in_wait, memory_order_seq_cst)) {
+        uint64_t one = 1;
+        ssize_t n = write(w->wake_fd, &one, sizeof one);
+        (void)n;   /* EAGAIN: the counter is saturated, the worker wakes anyway */
+    }
+}
+
+void corio__worker_io_tick(struct corio__worker *w)
+{
+    w->io_ops->poll(w, false, 0);
+    corio__timers_run(w);
 }

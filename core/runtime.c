@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "internal.h"
 
 #define MAX_WORKERS 1024
@@ -43,8 +44,11 @@ static unsigned default_workers(void)
 
 static void workers_free(struct corio_rt *rt)
 {
-    for (unsigned i = 0; i < rt->nworkers; i++)
+    for (unsigned i = 0; i < rt->nworkers; i++) {
         free(rt->workers[i].retire);
+        corio__timers_fini(&rt->workers[i]);
+        corio__worker_io_release(&rt->workers[i]);
+    }
     free(rt->workers);
     rt->workers = NULL;
 }
@@ -63,7 +67,7 @@ static int workers_init(struct corio_rt *rt)
         corio__runq_init(&w->runq);
         corio__stack_cache_init(&w->stacks);
         w->retire = calloc(rt->nworkers + 1, sizeof *w->retire);
-        if (!w->retire) {
+        if (!w->retire || corio__timers_init(w) < 0) {
             workers_free(rt);
             return -ENOMEM;
         }
@@ -100,11 +104,14 @@ int corio_rt_create(corio_rt **out, const corio_rt_options *opts)
     if (!rt)
         return -ENOMEM;
     rt->nworkers = o.workers ? o.workers : default_workers();
+    rt->io_ops = corio__backend_choose();
     rt->max_stack_memory = o.max_stack_memory;
     rt->slow_ns = o.slow_callback_ns ? o.slow_callback_ns : DEFAULT_SLOW_NS;
     const char *dbg = getenv("CORIO_DEBUG");
     atomic_init(&rt->debug, o.debug == 1 || (o.debug == 0 && dbg && *dbg && strcmp(dbg, "0")));
     pthread_mutex_init(&rt->handler_lock, NULL);
+    pthread_mutex_init(&rt->start_lock, NULL);
+    pthread_cond_init(&rt->start_cond, NULL);
     int rc = corio__stack_arena_init(&rt->arena, o.stack_size);
     if (rc < 0)
         goto fail_arena;
@@ -183,9 +190,48 @@ static void *runner_main(void *arg)
     return NULL;
 }
 
+/* Every worker sets up its I/O backend on its own thread (a ring belongs to
+ * the thread that made it) and reports here; none runs anything until all
+ * have, so a failure is returned by corio_rt_run() before user code ran. */
+static void startup_report(struct corio_rt *rt, int rc)
+{
+    pthread_mutex_lock(&rt->start_lock);
+    if (rc < 0 && rt->start_rc == 0)
+        rt->start_rc = rc;
+    rt->start_reported++;
+    pthread_cond_broadcast(&rt->start_cond);
+    pthread_mutex_unlock(&rt->start_lock);
+}
+
+/* Wait until @n workers reported (or, with @go, until worker 0 said go). */
+static int startup_wait(struct corio_rt *rt, unsigned n, bool go)
+{
+    pthread_mutex_lock(&rt->start_lock);
+    while (go ? !rt->start_go : rt->start_reported < n)
+        pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+    int rc = rt->start_rc;
+    pthread_mutex_unlock(&rt->start_lock);
+    return rc;
+}
+
+static void startup_go(struct corio_rt *rt, int rc)
+{
+    pthread_mutex_lock(&rt->start_lock);
+    if (rc < 0 && rt->start_rc == 0)
+        rt->start_rc = rc;
+    rt->start_go = true;
+    pthread_cond_broadcast(&rt->start_cond);
+    pthread_mutex_unlock(&rt->start_lock);
+}
+
 static void *worker_thread(void *arg)
 {
-    corio__worker_main(arg);
+    struct corio__worker *w = arg;
+    startup_report(w->rt, corio__worker_io_start(w));
+    if (startup_wait(w->rt, 0, true) == 0)
+        corio__worker_main(w);
+    else
+        corio__worker_io_stop(w);
     return NULL;
 }
 
@@ -231,16 +277,22 @@ int corio_rt_run(corio_rt *rt, corio_fn fn, void *arg, corio_task **main)
         return -EBUSY;
     /* Threads first: if one cannot be started, nothing has run yet. */
     unsigned started = 1;
-    int rc = start_threads(rt, &started);
+    int rc = corio__worker_io_start(&rt->workers[0]);
+    if (rc == 0)
+        rc = start_threads(rt, &started);
+    int io_rc = startup_wait(rt, started - 1, false);
+    if (rc == 0)
+        rc = io_rc;
     struct runner r = {.fn = fn, .arg = arg};
     if (rc == 0)
         rc = corio__monitor_start(rt);
     if (rc == 0)
         rc = spawn_runner(rt, &r);
-    if (rc < 0)
-        corio__rt_wake_all(rt);   /* started workers find no work and leave */
-    else
+    startup_go(rt, rc);
+    if (rc == 0)
         corio__worker_main(&rt->workers[0]);
+    else
+        corio__worker_io_stop(&rt->workers[0]);
     corio__monitor_stop(rt);
     for (unsigned i = 1; i < started; i++)
         pthread_join(rt->workers[i].thread, NULL);

@@ -156,6 +156,48 @@ static bool task_start(struct corio__worker *w, struct corio_task *t)
     return true;
 }
 
+/* The task's context is saved: hand it to the worker it asked for. It is
+ * SCHEDULED from here, so a concurrent waker leaves it alone. */
+static void migrate_push(struct corio_task *t)
+{
+    struct corio__worker *to = t->migrate_to;
+    atomic_store_explicit(&t->sched, TS_SCHEDULED, memory_order_relaxed);
+    struct corio__qnode *head = atomic_load_explicit(&to->inbox, memory_order_relaxed);
+    do
+        t->node.q.next = head;
+    /* release: pairs with the acquire exchange in drain_inbox(). */
+    while (!atomic_compare_exchange_weak_explicit(&to->inbox, &head, &t->node.q,
+                                                  memory_order_release, memory_order_relaxed));
+    corio__worker_unpark(to);
+}
+
+void corio__task_migrate(struct corio_task *t, struct corio__worker *to)
+{
+    if (corio__worker_current() == to)
+        return;
+    t->migrate_to = to;
+    struct corio__worker *w = corio__worker_current();
+    corio__fiber_switch(&t->fiber, &w->sched_fiber, (void *)(uintptr_t)SW_MIGRATE);
+}
+
+/* Tasks that moved here, oldest first, into the local queue. */
+static void drain_inbox(struct corio__worker *w)
+{
+    struct corio__qnode *q = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+    struct corio__qnode *rev = NULL;
+    while (q) {
+        struct corio__qnode *next = q->next;
+        q->next = rev;
+        rev = q;
+        q = next;
+    }
+    while (rev) {
+        struct corio__qnode *next = rev->next;
+        push_local(w, corio__container_of(rev, struct corio__snode, q));
+        rev = next;
+    }
+}
+
 static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_t why)
 {
     /* Only canary-mode stacks need the check (guard pages fault by themselves). */
@@ -167,6 +209,10 @@ static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_
     }
     if (why == SW_DONE) {
         task_retire(w, t);
+        return;
+    }
+    if (why == SW_MIGRATE) {
+        migrate_push(t);
         return;
     }
     if (why == SW_PARK) {
@@ -245,7 +291,12 @@ static struct corio__snode *next_local(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
     corio__stat_add(w->tick, 1);
+    if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+        drain_inbox(w);
     if (atomic_load_explicit(&w->tick, memory_order_relaxed) % GLOBAL_QUEUE_INTERVAL == 0) {
+        /* DESIGN.md: a busy worker reaps its completions and timers every
+         * 61 ticks too, without blocking. */
+        corio__worker_io_tick(w);
         corio__registry_publish_all(rt, w);
         corio__registry_reap(rt, w->id);
         struct corio__snode *n =
@@ -347,11 +398,11 @@ static void park(struct corio__worker *w)
     for (;;) {
         if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
             corio__idle_unpark_all(rt);
-            corio__idle_from_parked(rt, w->id);
+            corio__idle_from_parked(rt, w->id, false);
             return;
         }
         corio__worker_park(w);
-        if (corio__idle_from_parked(rt, w->id))
+        if (corio__idle_from_parked(rt, w->id, corio__worker_has_queued(w)))
             return;
     }
 }
@@ -386,6 +437,7 @@ void corio__worker_main(struct corio__worker *w)
         corio__idle_end_search(rt);
     }
     corio__registry_publish_all(rt, w);
+    corio__worker_io_stop(w);
     corio__overflow_thread_fini(altstack);
     tls_worker = NULL;
 }

@@ -7,5 +7,6 @@
 #include "task.h"
 #include "runtime.h"
 #include "combinators.h"
+#include "time.h"
 
 #endif
