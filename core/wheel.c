@@ -45,12 +45,13 @@
  * next_deadline(). The earliest occupied slot holds the earliest timer (the
  * levels are ordered), except in the top level, where a slot holding an
  * out-of-range timer may come before slots with earlier deadlines: there the
- * occupied top-level slots are compared. Each slot caches a lower bound of its deadlines: exact
- * after inserts, possibly too low after a remove (re-exact whenever advance()
- * walks the slot); the answer is that bound raised to the slot's start, so it
- * is never later than the earliest real deadline and never earlier than it by
- * more than the slot's span. A stale bound costs the caller at most one early
- * advance() per removal, which fires nothing and refreshes the bound.
+ * occupied top-level slots are compared. Each slot caches a lower bound of its
+ * deadlines: exact after inserts, possibly too low after a remove (exact again
+ * whenever advance() walks the slot); the answer is that bound raised to the
+ * slot's start, so it is never later than the earliest real deadline and never
+ * earlier than it by more than the slot's span. A stale bound costs the caller
+ * at most one early advance() per removal, which fires nothing and refreshes
+ * the bound.
  */
 #include "wheel.h"
 

@@ -52,6 +52,7 @@ enum corio__io_code {
     CORIO__IO_OPENAT,    /* fd = dirfd, path, flags, mode */
     CORIO__IO_FSYNC,     /* fd, flags (IORING_FSYNC_DATASYNC for fdatasync) */
     CORIO__IO_STATX,     /* fd = dirfd, path, flags, mask, stx */
+    CORIO__IO_CALL,      /* call(call_arg) on a blocking thread (getaddrinfo ...) */
     CORIO__IO_CODES
 };
 
@@ -77,6 +78,8 @@ struct corio__io_op {
     const char *path;              /* OPENAT/STATX */
     unsigned mode;                 /* OPENAT: mode; STATX: mask */
     struct statx *stx;             /* STATX */
+    int (*call)(void *);           /* CALL: returns the result (>= 0 or -errno) */
+    void *call_arg;
     /* completion */
     int res;
     _Atomic uint32_t done;         /* 0 pending, 1 result stored, 2 complete */

@@ -176,6 +176,7 @@ static int ep_submit(struct corio__worker *w, struct corio__io_op *op)
     case CORIO__IO_OPENAT:
     case CORIO__IO_FSYNC:
     case CORIO__IO_STATX:
+    case CORIO__IO_CALL:
         return to_pool(op);
     case CORIO__IO_CLOSE: {
         if (op->fd >= 0 && (size_t)op->fd < e->nfds && !e->fds[op->fd].head)

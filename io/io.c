@@ -226,6 +226,8 @@ int corio__io_syscall(struct corio__io_op *op, bool nonblock)
     case CORIO__IO_STATX:
         r = ret(statx(op->fd, op->path, op->flags, op->mode, op->stx));
         break;
+    case CORIO__IO_CALL:
+        return op->call(op->call_arg);
     default:
         return -EINVAL;
     }

@@ -225,6 +225,9 @@ static void prep(struct io_uring_sqe *sqe, struct corio__io_op *op)
     case CORIO__IO_STATX:
         io_uring_prep_statx(sqe, op->fd, op->path, op->flags, op->mode, op->stx);
         break;
+    default:   /* CORIO__IO_CALL never gets here */
+        io_uring_prep_nop(sqe);
+        break;
     }
     io_uring_sqe_set_data(sqe, op);
 }
@@ -233,6 +236,10 @@ static int ur_submit(struct corio__worker *w, struct corio__io_op *op)
 {
     if (op->code >= CORIO__IO_CODES)
         return -EINVAL;
+    if (op->code == CORIO__IO_CALL) {
+        op->state |= CORIO__OP_POOL;
+        return corio__blocking_submit(op);
+    }
     prep(get_sqe(w), op);
     ur_of(w)->inflight++;
     return 0;

@@ -8,5 +8,6 @@
 #include "runtime.h"
 #include "combinators.h"
 #include "time.h"
+#include "net.h"
 
 #endif
