@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "internal.h"
 
 uint64_t corio_time_ns(void)
@@ -141,9 +142,20 @@ int corio_rt_worker_metrics(corio_rt *rt, unsigned i, corio_worker_metrics *out)
         .remote_schedules = LOAD(m_remote),
         .budget_yields = LOAD(m_budget_yields),
         .local_queue_depth = corio__runq_len(&w->runq),
+        .io_submitted = LOAD(m_io_submitted),
+        .io_completed = LOAD(m_io_completed),
+        .timers_fired = LOAD(m_timers_fired),
     };
+    /* Set once by the worker's own thread as it starts (core/park.c). */
+    const struct corio__backend_ops *ops = __atomic_load_n(&w->io_ops, __ATOMIC_ACQUIRE);
+    out->backend = ops ? ops->name : NULL;
 #undef LOAD
     return 0;
+}
+
+const char *corio_rt_backend(const corio_rt *rt)
+{
+    return rt ? rt->io_ops->name : NULL;
 }
 
 uint64_t corio_rt_alive_tasks(corio_rt *rt)

@@ -41,7 +41,7 @@ int corio__worker_io_start(struct corio__worker *w)
     }
     if (rc < 0)
         return rc;
-    w->io_ops = ops;
+    __atomic_store_n(&w->io_ops, ops, __ATOMIC_RELEASE);   /* metrics read it */
     return 0;
 }
 
@@ -53,7 +53,7 @@ void corio__worker_io_stop(struct corio__worker *w)
      * eventfd read, cancel results) before the backend goes. */
     w->io_ops->poll(w, false, 0);
     w->io_ops->fini(w);
-    w->io_ops = NULL;
+    __atomic_store_n(&w->io_ops, NULL, __ATOMIC_RELEASE);
 }
 
 void corio__worker_io_release(struct corio__worker *w)

@@ -160,7 +160,16 @@ typedef struct corio_worker_metrics {
     uint64_t remote_schedules;/* tasks this worker took from the global queue */
     uint64_t budget_yields;   /* forced yields after 128 operations */
     uint64_t local_queue_depth;
+    uint64_t io_submitted;    /* I/O operations started on this worker */
+    uint64_t io_completed;    /* completions (and readiness events) it reaped */
+    uint64_t timers_fired;    /* timers that came due on its wheel */
+    const char *backend;      /* "uring" or "epoll" (NULL before the worker started) */
 } corio_worker_metrics;
+
+/* corio_rt_backend - the I/O backend this runtime's workers use, "uring" or
+ * "epoll" (chosen at corio_rt_create(): $CORIO_BACKEND, else io_uring when
+ * the kernel allows it). NULL for NULL. Call from: any thread. */
+CORIO_API const char *corio_rt_backend(const corio_rt *rt);
 
 /* corio_rt_worker_metrics - counters of worker @i (racy snapshot).
  * Returns 0, -EINVAL (NULL, @i out of range). Call from: any thread. */
