@@ -100,7 +100,8 @@ int corio_sleep_until(uint64_t when_ns)
             continue;
         }
         if (corio__task_take_cancel(t)) {
-            corio__task_migrate(t, owner);
+            while (corio__worker_current() != owner)   /* as in scope_disarm() */
+                corio__task_migrate(t, owner);
             if (corio__wheel_remove(owner->wheel, &s.timer))
                 return -ECANCELED;
             /* It fired while we moved: the sleep is over; the cancellation
@@ -130,7 +131,8 @@ static void handle_fire(struct corio__timer *tm)
 {
     struct corio_handle *h = corio__container_of(tm, struct corio_handle, timer);
     struct corio__worker *w = corio__worker_current();
-    if (!w || atomic_load_explicit(&h->state, memory_order_acquire) != HANDLE_PENDING) {
+    if (!w || w->rt != h->rt ||
+        atomic_load_explicit(&h->state, memory_order_acquire) != HANDLE_PENDING) {
         corio__handle_drop(h);
         return;
     }
@@ -212,7 +214,11 @@ static void scope_disarm(struct tscope *s)
 {
     if (s->when == CORIO_NO_DEADLINE)
         return;   /* never inserted */
-    corio__task_migrate(s->task, s->owner);
+    /* corio__task_migrate() delivers the task to the owner's local queue,
+     * where a thief may take it before the owner runs it: go again until it
+     * runs there. */
+    while (corio__worker_current() != s->owner)
+        corio__task_migrate(s->task, s->owner);
     corio__wheel_remove(s->owner->wheel, &s->timer);
 }
 

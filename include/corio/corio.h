@@ -9,5 +9,6 @@
 #include "combinators.h"
 #include "time.h"
 #include "net.h"
+#include "fd.h"
 
 #endif
