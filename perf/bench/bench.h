@@ -8,6 +8,13 @@
  * result, or an error from corio, ends the process with exit status 1
  * through bench_die(), so that no failure can be mistaken for a figure (and
  * no half-broken run can hang waiting for a message that will never come).
+ *
+ * W8 and W9 are servers, not timed workloads: `corio-bench W8|W9 serve
+ * --port P --workers K` listens on 127.0.0.1:P, prints "LISTENING port=<P>"
+ * and serves until SIGTERM/SIGINT (exit 0), while perf/run drives the load
+ * and measures the server's CPU time. `corio-bench W9 client --port P
+ * --conns C --seconds S` is corio's own W9 load generator and prints a
+ * RESULT line. A server function (bench_serve_fn) never returns.
  */
 #ifndef CORIO_PERF_BENCH_H
 #define CORIO_PERF_BENCH_H
@@ -20,10 +27,18 @@ struct bench_args {
     const char *workload;   /* the id given on the command line: "W1", "yield" ... */
     uint64_t n;             /* N: operations to time */
     unsigned workers;       /* --workers K (default 2) */
+    /* W8/W9 only */
+    const char *mode;       /* "serve" or "client" */
+    uint16_t port;          /* --port P (serve: 0 lets the kernel pick) */
+    unsigned conns;         /* --conns C (client, default 64) */
+    double seconds;         /* --seconds S (client, default 10) */
 };
 
 /* A workload: runs it once and returns its wall time in nanoseconds. */
 typedef uint64_t (*bench_workload_fn)(const struct bench_args *a);
+
+/* A server or a load generator (W8, W9): prints its own lines, exits. */
+typedef void (*bench_serve_fn)(const struct bench_args *a);
 
 /* bench_now_ns - CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
@@ -42,5 +57,22 @@ uint64_t bench_chain(const struct bench_args *a);     /* W3: spawn.c */
 uint64_t bench_pingpong(const struct bench_args *a);  /* W2: pingpong.c */
 uint64_t bench_yield(const struct bench_args *a);     /* yield: yield.c */
 uint64_t bench_switch(const struct bench_args *a);    /* switch: switch.c */
+uint64_t bench_timers(const struct bench_args *a);    /* W4: timers.c */
+uint64_t bench_memory(const struct bench_args *a);    /* W7: memory.c */
+void bench_http(const struct bench_args *a);          /* W8 serve: http.c */
+void bench_echo(const struct bench_args *a);          /* W9 serve/client: echo.c */
+
+/* Extra key=value text a workload leaves for its RESULT line (W4's
+ * max_late_ms=, W7's bytes_per_task=); empty: workers=K is printed. */
+extern char bench_extra[128];
+
+/* bench_serve - run a W8/W9 server (serve.c): blocks SIGTERM and SIGINT
+ * before the runtime starts (so no worker takes them) and leaves them to a
+ * plain thread that exits 0; then, on @a->workers workers, listens on
+ * 127.0.0.1:@a->port, prints "LISTENING port=<P>" and runs @conn with the
+ * descriptor ((void *)(intptr_t)fd) as one fire-and-forget task per
+ * accepted connection. @conn owns and closes its descriptor. Never returns. */
+__attribute__((noreturn))
+void bench_serve(const struct bench_args *a, corio_fn conn);
 
 #endif
