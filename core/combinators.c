@@ -9,12 +9,20 @@
  * moved on. Each combinator then loops: check its condition on the counters,
  * deliver a cancellation if one is pending, park.
  *
+ * wait's timeout is a timer on the waiting task's stack, armed on the
+ * worker the task is on when it starts waiting (the timer's owner: only that
+ * worker's thread touches its wheel). Its fire wakes the task with sleep's
+ * 0 -> 1 -> 2 protocol (core/timer.c). Before returning, the task goes back
+ * to the owner (corio__task_migrate) and removes the timer there, where no
+ * fire can be running at the same moment, so the frame can be unwound.
+ *
  * Deliberate difference from asyncio: a cancelled gather cancels its
  * children and then waits for all of them before returning -ECANCELED (in
  * asyncio the first child that finishes cancelled ends the gather). In C the
  * children often use memory owned by the caller's frame, which must not be
  * unwound while they still run.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,26 +241,56 @@ static bool wait_satisfied(struct multi *m, int return_when)
     return false;
 }
 
-int corio_wait(corio_future *const *fs, size_t n, int return_when, corio_future **done,
-               size_t *ndone_out, corio_future **pending, size_t *npending)
+/* wait's timeout: see the essay at the top. */
+struct wait_timer {
+    struct corio__timer timer;
+    struct corio_task *task;
+    struct corio__worker *owner;  /* whose wheel holds the timer */
+    _Atomic uint32_t fired;       /* 0 armed, 1 firing, 2 fired */
+};
+
+static void wait_timer_fire(struct corio__timer *tm)
 {
-    if (n == 0 || !fs || return_when < CORIO_FIRST_COMPLETED ||
-        return_when > CORIO_ALL_COMPLETED)
-        return -EINVAL;
-    struct corio_task *t;
-    struct multi m;
-    int rc = multi_wait_start(&m, fs, n, &t);
-    if (rc < 0)
-        return rc;
-    while (!wait_satisfied(&m, return_when)) {
-        if (corio__task_take_cancel(t)) {
-            rc = -ECANCELED;
-            break;
-        }
-        corio__task_switch_out(t, SW_PARK);
-    }
-    multi_unregister(&m);
-    multi_fini(&m, false);
+    struct wait_timer *wt = corio__container_of(tm, struct wait_timer, timer);
+    atomic_store_explicit(&wt->fired, 1, memory_order_release);
+    corio__task_wake(wt->task);
+    /* Pairs with the acquire loads in wait_timed_out(). */
+    atomic_store_explicit(&wt->fired, 2, memory_order_release);
+}
+
+static void wait_timer_arm(struct wait_timer *wt, struct corio_task *t, int64_t timeout_ns)
+{
+    wt->task = t;
+    wt->owner = corio__worker_current();
+    atomic_init(&wt->fired, 0);
+    corio__timer_init(&wt->timer, wait_timer_fire);
+    corio__wheel_insert(wt->owner->wheel, &wt->timer, corio_time_ns() + (uint64_t)timeout_ns);
+}
+
+/* Has the timer fired? Waits out a fire that is between its two stores (it
+ * runs on the owner while this task runs elsewhere: a few instructions). */
+static bool wait_timed_out(struct wait_timer *wt)
+{
+    uint32_t d;
+    while ((d = atomic_load_explicit(&wt->fired, memory_order_acquire)) == 1)
+        sched_yield();
+    return d == 2;
+}
+
+/* After this no fire can touch @wt: on its owner, a fire and this task never
+ * run at the same time, and remove() is a no-op for a timer that fired. */
+static void wait_timer_disarm(struct wait_timer *wt)
+{
+    if (atomic_load_explicit(&wt->fired, memory_order_acquire) == 2)
+        return;
+    corio__task_migrate(wt->task, wt->owner);
+    corio__wheel_remove(wt->owner->wheel, &wt->timer);
+}
+
+/* Fills the caller's done/pending arrays in the order of @fs. */
+static void wait_split(corio_future *const *fs, size_t n, corio_future **done,
+                       size_t *ndone_out, corio_future **pending, size_t *npending)
+{
     size_t nd = 0, np = 0;
     for (size_t i = 0; i < n; i++) {
         if (corio_future_done(fs[i])) {
@@ -269,7 +307,56 @@ int corio_wait(corio_future *const *fs, size_t n, int return_when, corio_future 
         *ndone_out = nd;
     if (npending)
         *npending = np;
+}
+
+/* corio_wait() and corio_wait_timeout(); @timeout_ns < 0: none. */
+static int wait_common(corio_future *const *fs, size_t n, int return_when, int64_t timeout_ns,
+                       corio_future **done, size_t *ndone_out, corio_future **pending,
+                       size_t *npending)
+{
+    if (n == 0 || !fs || return_when < CORIO_FIRST_COMPLETED ||
+        return_when > CORIO_ALL_COMPLETED)
+        return -EINVAL;
+    struct corio_task *t;
+    struct multi m;
+    int rc = multi_wait_start(&m, fs, n, &t);
+    if (rc < 0)
+        return rc;
+    struct wait_timer wt;
+    bool timed = timeout_ns > 0 && !wait_satisfied(&m, return_when);
+    if (timed)
+        wait_timer_arm(&wt, t, timeout_ns);
+    while (!wait_satisfied(&m, return_when)) {
+        /* A timeout of 0 only looks: asyncio's wait(timeout=0). */
+        if (timeout_ns == 0 || (timed && wait_timed_out(&wt)))
+            break;
+        if (corio__task_take_cancel(t)) {
+            rc = -ECANCELED;
+            break;
+        }
+        corio__task_switch_out(t, SW_PARK);
+    }
+    if (timed)
+        wait_timer_disarm(&wt);
+    multi_unregister(&m);
+    multi_fini(&m, false);
+    wait_split(fs, n, done, ndone_out, pending, npending);
     return rc;
+}
+
+int corio_wait(corio_future *const *fs, size_t n, int return_when, corio_future **done,
+               size_t *ndone_out, corio_future **pending, size_t *npending)
+{
+    return wait_common(fs, n, return_when, -1, done, ndone_out, pending, npending);
+}
+
+int corio_wait_timeout(corio_future *const *fs, size_t n, int return_when, int64_t timeout_ns,
+                       corio_future **done, size_t *ndone_out, corio_future **pending,
+                       size_t *npending)
+{
+    if (timeout_ns < 0)
+        return -EINVAL;
+    return wait_common(fs, n, return_when, timeout_ns, done, ndone_out, pending, npending);
 }
 
 /* ---- as_completed ---- */

@@ -171,6 +171,7 @@ struct corio__worker {
     uint64_t timer_seq;
     /* tasks moved here by corio__task_migrate() (a Treiber stack, any thread pushes) */
     _Atomic(struct corio__qnode *) inbox;
+    _Atomic(struct corio__qnode *) pinned;   /* taken from the inbox; owner-only list */
     /* metrics: written by the owner, read racily */
     _Atomic uint64_t m_polls, m_steals, m_stolen, m_overflows, m_parks,
         m_remote, m_budget_yields, m_spawned, m_ended, m_io_submitted, m_io_completed,
@@ -229,6 +230,8 @@ struct corio_rt {
     unsigned start_reported;
     int start_rc;
     bool start_go;
+    /* io/signal.c: its handlers are gone; none may be added (under its lock) */
+    bool sig_closed;
 };
 
 /* ---- cross-file internal API ---- */
@@ -241,8 +244,9 @@ void corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why)
 __attribute__((noreturn)) void corio__task_exit(struct corio_task *t);
 void corio__worker_main(struct corio__worker *w);
 void corio__rt_wake_all(struct corio_rt *rt);
-/* Continue the current task on @to (its scheduler pushes it to @to's inbox);
- * returns on @to. No-op when already there. Not a cancellation point. */
+/* Continue the current task on @to (its scheduler pushes it to @to's inbox,
+ * and @to runs it itself: migrated tasks are never stolen); returns on @to.
+ * No-op when already there. Not a cancellation point. */
 void corio__task_migrate(struct corio_task *t, struct corio__worker *to);
 
 /* core/idle.c */
@@ -318,6 +322,15 @@ struct corio_handle *corio__handle_new(struct corio_rt *rt, uint32_t refs);
 void corio__handle_run(struct corio_handle *h);
 void corio__handle_drop(struct corio_handle *h);
 
+/* io/signal.c: asyncio.run's SIGINT and the end of a run, from the runner.
+ * run_start arms SIGINT (if it has the default disposition) before main is
+ * spawned, run_main names main (NULL: spawn failed); rt_close removes @rt's
+ * handlers, restores SIGINT and ends @rt's signal reader: 1 when it ended
+ * one (its last callbacks may have spawned tasks), else 0. */
+void corio__signal_run_start(struct corio_rt *rt);
+void corio__signal_run_main(struct corio_rt *rt, struct corio_task *main);
+int corio__signal_rt_close(struct corio_rt *rt);
+
 /* core/loop.c */
 void corio__report(struct corio_rt *rt, const char *message, struct corio_task *task,
                    struct corio_future *f);
@@ -338,7 +351,8 @@ static inline bool corio__worker_has_queued(struct corio__worker *w)
 {
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
            !corio__runq_is_empty(&w->runq) ||
-           atomic_load_explicit(&w->inbox, memory_order_relaxed);
+           atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
+           atomic_load_explicit(&w->pinned, memory_order_relaxed);
 }
 
 static inline struct corio_task *corio__task_of(struct corio_future *f)

@@ -176,7 +176,11 @@ static void *runner_main(void *arg)
 {
     struct runner *r = arg;
     struct corio_rt *rt = corio_get_running_rt();
+    /* asyncio.run: the first SIGINT cancels main (io/signal.c); armed before
+     * main exists, so main never sees a SIGINT that still kills. */
+    corio__signal_run_start(rt);
     r->spawn_rc = corio_spawn(&r->main, r->fn, r->arg);
+    corio__signal_run_main(rt, r->main);
     if (r->spawn_rc == 0) {
         /* The runner is never cancelled, so this returns once main ended. */
         corio_await(r->main, NULL);
@@ -184,8 +188,12 @@ static void *runner_main(void *arg)
         if (atomic_load_explicit(&f->state, memory_order_acquire) == FUT_FAILED)
             corio__report(rt, "main task failed", r->main, f);
     }
-    while (cancel_round(rt, corio_current_task()) > 0)
-        ;
+    /* Then loop.close(): signal handlers go (SIGINT is restored), and what
+     * their last callbacks spawned is cancelled in turn. */
+    do {
+        while (cancel_round(rt, corio_current_task()) > 0)
+            ;
+    } while (corio__signal_rt_close(rt) > 0);
     corio__rt_wake_all(rt);
     return NULL;
 }

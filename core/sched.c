@@ -156,6 +156,11 @@ static bool task_start(struct corio__worker *w, struct corio_task *t)
     return true;
 }
 
+static struct corio__snode *snode_of(struct corio__qnode *q)
+{
+    return q ? corio__container_of(q, struct corio__snode, q) : NULL;
+}
+
 /* The task's context is saved: hand it to the worker it asked for. It is
  * SCHEDULED from here, so a concurrent waker leaves it alone. */
 static void migrate_push(struct corio_task *t)
@@ -165,7 +170,7 @@ static void migrate_push(struct corio_task *t)
     struct corio__qnode *head = atomic_load_explicit(&to->inbox, memory_order_relaxed);
     do
         t->node.q.next = head;
-    /* release: pairs with the acquire exchange in drain_inbox(). */
+    /* release: pairs with the acquire exchange in take_pinned(). */
     while (!atomic_compare_exchange_weak_explicit(&to->inbox, &head, &t->node.q,
                                                   memory_order_release, memory_order_relaxed));
     corio__worker_unpark(to);
@@ -180,22 +185,26 @@ void corio__task_migrate(struct corio_task *t, struct corio__worker *to)
     corio__fiber_switch(&t->fiber, &w->sched_fiber, (void *)(uintptr_t)SW_MIGRATE);
 }
 
-/* Tasks that moved here, oldest first, into the local queue. */
-static void drain_inbox(struct corio__worker *w)
+/* The next task that moved here. Migrated tasks must run on this worker
+ * (that is why they moved), so they never enter the stealable queues: the
+ * inbox is emptied into `pinned`, a list only this worker touches (others
+ * only read whether it is empty), and they run before anything else. */
+static struct corio__snode *take_pinned(struct corio__worker *w)
 {
-    struct corio__qnode *q = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
-    struct corio__qnode *rev = NULL;
-    while (q) {
-        struct corio__qnode *next = q->next;
-        q->next = rev;
-        rev = q;
-        q = next;
+    struct corio__qnode *q = atomic_load_explicit(&w->pinned, memory_order_relaxed);
+    if (!q) {
+        q = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+        struct corio__qnode *rev = NULL;
+        while (q) {   /* oldest first */
+            struct corio__qnode *next = q->next;
+            q->next = rev;
+            rev = q;
+            q = next;
+        }
+        q = rev;
     }
-    while (rev) {
-        struct corio__qnode *next = rev->next;
-        push_local(w, corio__container_of(rev, struct corio__snode, q));
-        rev = next;
-    }
+    atomic_store_explicit(&w->pinned, q->next, memory_order_relaxed);
+    return snode_of(q);
 }
 
 static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_t why)
@@ -258,11 +267,6 @@ static void run_node(struct corio__worker *w, struct corio__snode *n)
         run_task(w, corio__container_of(n, struct corio_task, node));
 }
 
-static struct corio__snode *snode_of(struct corio__qnode *q)
-{
-    return q ? corio__container_of(q, struct corio__snode, q) : NULL;
-}
-
 /* Take a batch from the global queue: run the first, queue the rest. */
 static struct corio__snode *take_global(struct corio__worker *w)
 {
@@ -291,8 +295,9 @@ static struct corio__snode *next_local(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
     corio__stat_add(w->tick, 1);
-    if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
-        drain_inbox(w);
+    if (atomic_load_explicit(&w->pinned, memory_order_relaxed) ||
+        atomic_load_explicit(&w->inbox, memory_order_relaxed))
+        return take_pinned(w);
     if (atomic_load_explicit(&w->tick, memory_order_relaxed) % GLOBAL_QUEUE_INTERVAL == 0) {
         /* DESIGN.md: a busy worker reaps its completions and timers every
          * 61 ticks too, without blocking. */

@@ -115,7 +115,7 @@ int corio__io_await(struct corio__io_op *op)
     if (rc < 0)
         return rc;
     corio__stat_add(w->m_io_submitted, 1);
-    if (atomic_load_explicit(&op->done, memory_order_relaxed) == 2) {
+    if (atomic_load_explicit(&op->done, memory_order_acquire) == 2) {
         /* Completed inside submit (epoll's first try): it did not suspend,
          * so it counts against the task's budget like a ready future. */
         corio__task_spend_budget(t);

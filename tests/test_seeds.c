@@ -11,7 +11,10 @@
  * the port changed, such as a thread shown as "<worker 0>". A line that
  * Python fills with an elapsed time is written THEN_SECONDS("<prefix>") here:
  * it matches "<prefix>" followed by a non-negative decimal number and nothing
- * else.
+ * else; one that Python fills with time.strftime('%X') is THEN_CLOCK("<prefix>"):
+ * "<prefix>" followed by HH:MM:SS. Seeds that really sleep are also timed
+ * (EXPECT_TIMED): the run takes at least the time the Python original
+ * sleeps, and less than that plus TIMED_SLACK_MS.
  *
  * A missing example binary fails its case with the path and how to build it.
  */
@@ -41,9 +44,13 @@
 
 extern char **environ;
 
-#define RUN_TIMEOUT_S 20  /* per example; they all finish in well under a second */
+#define RUN_TIMEOUT_S 20  /* per example; all but the timed ones (5 s at most) take < 1 s */
 #define SECONDS_MARK '\x01'              /* ends an expected line's fixed prefix */
 #define THEN_SECONDS(prefix) (prefix "\x01") /* the prefix, then an elapsed time */
+#define CLOCK_MARK '\x02'                /* ends the prefix of a wall-clock line */
+#define THEN_CLOCK(prefix) (prefix "\x02")  /* the prefix, then HH:MM:SS */
+#define MARKS "\x01\x02"
+#define TIMED_SLACK_MS 1500 /* a loaded CI box; a timer itself is late by ~1 ms */
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -158,10 +165,19 @@ static void run_example(const char *name, struct output *out)
     close(fds[0]);
 }
 
-/* Does @got match the expected line @want (see THEN_SECONDS)? */
+/* Is @s exactly a time of day as strftime("%X") writes it in the C locale? */
+static bool is_clock(const char *s)
+{
+    for (int i = 0; i < 8; i++)
+        if (i % 3 == 2 ? s[i] != ':' : s[i] < '0' || s[i] > '9')
+            return false;
+    return s[8] == '\0';
+}
+
+/* Does @got match the expected line @want (see THEN_SECONDS, THEN_CLOCK)? */
 static bool line_matches(const char *want, const char *got)
 {
-    const char *mark = strchr(want, SECONDS_MARK);
+    const char *mark = strpbrk(want, MARKS);
     size_t prefix;
     char *end;
     double s;
@@ -169,6 +185,8 @@ static bool line_matches(const char *want, const char *got)
     if (mark == NULL)
         return strcmp(want, got) == 0;
     prefix = (size_t)(mark - want);
+    if (*mark == CLOCK_MARK)
+        return strncmp(want, got, prefix) == 0 && is_clock(got + prefix);
     if (strncmp(want, got, prefix) != 0 || got[prefix] < '0' || got[prefix] > '9')
         return false;
     errno = 0;
@@ -226,11 +244,11 @@ static void expect_lines(const char *name, const char *const *want, size_t n)
             print_error("first difference at line %zu\n", bad + 1);
         print_error("--- expected\n");
         for (size_t i = 0; i < n; i++) {
-            const char *mark = strchr(want[i], SECONDS_MARK);
+            const char *mark = strpbrk(want[i], MARKS);
 
             print_error("%s%.*s%s\n", i == bad ? "> " : "  ",
                         mark ? (int)(mark - want[i]) : (int)strlen(want[i]), want[i],
-                        mark ? "<seconds>" : "");
+                        !mark ? "" : *mark == CLOCK_MARK ? "<HH:MM:SS>" : "<seconds>");
         }
         print_error("--- printed\n");
         for (size_t i = 0; i < ngot; i++)
@@ -244,6 +262,21 @@ static void expect_lines(const char *name, const char *const *want, size_t n)
 }
 
 #define EXPECT(name, lines) expect_lines(name, lines, ARRAY_SIZE(lines))
+
+/* expect_lines(), and the run took [@sleep_ms, @sleep_ms + TIMED_SLACK_MS). */
+static void expect_timed(const char *name, const char *const *want, size_t n, int64_t sleep_ms)
+{
+    int64_t start = now_ms(), took;
+
+    expect_lines(name, want, n);
+    took = now_ms() - start;
+    if (took < sleep_ms || took >= sleep_ms + TIMED_SLACK_MS)
+        fail_msg("seed_%s took %lld ms; its sleeps take %lld ms (allowed: up to %d ms more)",
+                 name, (long long)took, (long long)sleep_ms, TIMED_SLACK_MS);
+}
+
+#define EXPECT_TIMED(name, lines, sleep_ms) \
+    expect_timed(name, lines, ARRAY_SIZE(lines), sleep_ms)
 
 /* ---- coroutines and tasks ---- */
 
@@ -459,6 +492,76 @@ static void seeds_hello_thread(void **state)
     EXPECT("hello_thread", lines);
 }
 
+/* ---- seeds that really sleep (a few seconds each) ---- */
+
+static const char *const say_after_lines[] = {
+    THEN_CLOCK("started at "),
+    "hello",
+    "world",
+    THEN_CLOCK("finished at "),
+};
+
+static void seeds_say_after_sequential(void **state)
+{
+    (void)state;
+    EXPECT_TIMED("say_after_sequential", say_after_lines, 3000); /* 1 s, then 2 s */
+}
+
+static void seeds_say_after_tasks(void **state)
+{
+    (void)state;
+    EXPECT_TIMED("say_after_tasks", say_after_lines, 2000); /* 1 s and 2 s at once */
+}
+
+static void seeds_wait_timeout(void **state)
+{
+    static const char *const lines[] = {
+        "Hello world 01 begin",
+        "Hello world 02 begin",
+        "Hello world 03 begin",
+        "Hello again 02 end",
+        "5",
+        "1 2",
+    };
+
+    (void)state;
+    EXPECT_TIMED("wait_timeout", lines, 2500); /* the timeout; the rest are cancelled */
+}
+
+static void seeds_hello_three(void **state)
+{
+    static const char *const lines[] = {
+        "Hello world 01 begin,my thread is:<worker 0>",
+        "Hello world 02 begin,my thread is:<worker 0>",
+        "Hello world 03 begin,my thread is:<worker 0>",
+        "Hello again 03 end",
+        "Hello again 02 end",
+        "Hello again 01 end",
+        "---------------------------------------",
+        THEN_SECONDS(""),
+    };
+
+    (void)state;
+    EXPECT_TIMED("hello_three", lines, 3000); /* 3, 2 and 1 s at once */
+}
+
+static void seeds_sequential_sleep(void **state)
+{
+    static const char *const lines[] = {
+        "Hello world 03 begin,my thread is:<worker 0>",
+        "Hello world 02 begin,my thread is:<worker 0>",
+        "Hello again 02 end",
+        "Hello world 01 begin,my thread is:<worker 0>",
+        "Hello again 01 end",
+        "Hello again 03 end",
+        "---------------------------------------",
+        THEN_SECONDS(""),
+    };
+
+    (void)state;
+    EXPECT_TIMED("sequential_sleep", lines, 5000); /* 2 s, then 3 s */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +584,11 @@ int main(void)
         cmocka_unit_test(seeds_greenlet),
         cmocka_unit_test(seeds_ensure_future),
         cmocka_unit_test(seeds_hello_thread),
+        cmocka_unit_test(seeds_say_after_sequential),
+        cmocka_unit_test(seeds_say_after_tasks),
+        cmocka_unit_test(seeds_wait_timeout),
+        cmocka_unit_test(seeds_hello_three),
+        cmocka_unit_test(seeds_sequential_sleep),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -55,6 +55,17 @@ CORIO_API int corio_wait(corio_future *const *fs, size_t n, int return_when,
                          corio_future **done, size_t *ndone,
                          corio_future **pending, size_t *npending);
 
+/* corio_wait_timeout - corio_wait() that gives up after @timeout_ns
+ * (asyncio.wait(aws, timeout=...)). When the time is up it returns 0 with
+ * the futures split as they stand: nothing is cancelled and nothing is
+ * raised, so the caller tells a timeout by *@npending > 0 (with
+ * CORIO_ALL_COMPLETED). A @timeout_ns of 0 only looks: it never suspends.
+ * Returns as corio_wait(), and -EINVAL for @timeout_ns < 0 (no timeout is
+ * corio_wait()). Call from: a task. See also: corio_wait_for(). */
+CORIO_API int corio_wait_timeout(corio_future *const *fs, size_t n, int return_when,
+                                 int64_t timeout_ns, corio_future **done, size_t *ndone,
+                                 corio_future **pending, size_t *npending);
+
 /* An iterator over futures in the order they complete (asyncio.as_completed). */
 typedef struct corio_as_completed corio_as_completed;
 

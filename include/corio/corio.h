@@ -10,5 +10,7 @@
 #include "time.h"
 #include "net.h"
 #include "fd.h"
+#include "file.h"
+#include "signal.h"
 
 #endif
