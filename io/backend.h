@@ -106,6 +106,10 @@ struct corio__backend_ops {
      * backend keeps a read of that eventfd armed (core/park.c writes it to
      * wake the worker from any thread) and drains it. */
     void (*poll)(struct corio__worker *w, bool block, uint64_t timeout_ns);
+    /* Owner only. Nothing in flight and nothing queued: only another
+     * thread can make work for this worker now, so it may sleep on a
+     * futex, which is cheaper to enter and to wake than the backend. */
+    bool (*quiet)(struct corio__worker *w);
 };
 
 extern const struct corio__backend_ops corio__uring_ops;

@@ -39,6 +39,7 @@ struct ep {
     int epfd;
     struct ep_fd *fds;
     size_t nfds;
+    size_t waiting;                     /* ops in waiter lists */
 };
 
 static struct ep *ep_of(struct corio__worker *w) { return w->io; }
@@ -136,8 +137,9 @@ static int arm(struct ep *e, int fd, struct ep_fd *f)
     return 0;
 }
 
-static void unlink_op(struct ep_fd *f, struct corio__io_op *op)
+static void unlink_op(struct ep *e, struct ep_fd *f, struct corio__io_op *op)
 {
+    e->waiting--;
     if (op->prev)
         op->prev->next = op->next;
     else
@@ -220,9 +222,10 @@ static int ep_submit(struct corio__worker *w, struct corio__io_op *op)
         f->head = op;
     f->tail = op;
     op->state |= CORIO__OP_QUEUED;
+    e->waiting++;
     int rc = arm(e, op->fd, f);
     if (rc < 0) {
-        unlink_op(f, op);
+        unlink_op(e, f, op);
         if (rc == -EPERM)
             return to_pool(op);   /* a descriptor epoll cannot watch */
         return rc;
@@ -234,8 +237,9 @@ static void ep_cancel(struct corio__worker *w, struct corio__io_op *op)
 {
     if (!(op->state & CORIO__OP_QUEUED))
         return;
-    struct ep_fd *f = &ep_of(w)->fds[op->fd];
-    unlink_op(f, op);
+    struct ep *e = ep_of(w);
+    struct ep_fd *f = &e->fds[op->fd];
+    unlink_op(e, f, op);
     corio__io_complete(op, -ECANCELED);
 }
 
@@ -250,7 +254,7 @@ static void ready(struct ep *e, int fd, uint32_t revents)
         if ((revents & (wanted_events(op) | EPOLLERR | EPOLLHUP))) {
             int r = corio__io_syscall(op, true);
             if (r != -EAGAIN) {
-                unlink_op(f, op);
+                unlink_op(e, f, op);
                 corio__io_complete(op, r);
             }
         }
@@ -259,7 +263,7 @@ static void ready(struct ep *e, int fd, uint32_t revents)
     if (f->head && arm(e, fd, f) < 0) {
         /* The descriptor went away under its waiters: fail them. */
         while ((op = f->head)) {
-            unlink_op(f, op);
+            unlink_op(e, f, op);
             corio__io_complete(op, -EBADF);
         }
     }
@@ -290,6 +294,11 @@ static void ep_poll(struct corio__worker *w, bool block, uint64_t timeout_ns)
     }
 }
 
+static bool ep_quiet(struct corio__worker *w)
+{
+    return ep_of(w)->waiting == 0;
+}
+
 const struct corio__backend_ops corio__epoll_ops = {
     .name = "epoll",
     .init = ep_init,
@@ -297,4 +306,5 @@ const struct corio__backend_ops corio__epoll_ops = {
     .submit = ep_submit,
     .cancel = ep_cancel,
     .poll = ep_poll,
+    .quiet = ep_quiet,
 };

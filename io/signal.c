@@ -1,39 +1,39 @@
 /* io/signal.c - signal handlers as callbacks (corio/signal.h) and
  * asyncio.run's SIGINT handling, the way asyncio does it: a real signal
- * handler that only records, a wake-up descriptor, and a reader inside the
- * runtime that dispatches.
+ * handler that only records, a wake-up descriptor, and a reader that
+ * dispatches to the runtimes.
  *
  * Signal context (on_signal, any thread, any time): saves errno, sets the
- * signal's `pending` flag, writes 1 to the process's eventfd (non-blocking:
- * a saturated counter just fails, the reader wakes anyway), restores errno.
+ * signal's `pending` flag, writes 1 to the process's eventfd (the reader
+ * resets its counter, so the write never waits), restores errno.
  * It touches only lock-free atomics and async-signal-safe calls. For SIGINT
  * in run mode it also counts: the second SIGINT puts SIG_DFL back and
  * re-raises (blocked while the handler runs, it kills on return).
  *
- * Reader: one internal task per runtime that has a handler (or runs with
- * SIGINT armed), named "corio-signal", excluded from corio_all_tasks() like
- * the runner. It loops on corio_read() of the eventfd, then dispatch()
- * exchanges every pending flag with 0 and delivers it. Flag first, write
- * second in the handler; read first, exchange second in the reader: a
- * signal is either seen by this exchange or leaves the eventfd readable
- * for the next, so none is lost; many coalesce into one delivery. Several
- * runtimes may read the same eventfd; whichever wakes delivers for all,
- * scheduling each callback on its owner's runtime (corio__schedule() from a
- * foreign thread goes through the global queue).
+ * Reader: one plain thread per process ("corio-signal"), started with the
+ * first handler or run, blocked in read() of the eventfd with every signal
+ * masked; then dispatch() exchanges every pending flag with 0 and delivers
+ * it. Flag first, write second in the handler; read first, exchange second
+ * in the reader: a signal is either seen by this exchange or leaves the
+ * eventfd readable for the next, so none is lost; many coalesce into one
+ * delivery. Each callback is scheduled on its owner runtime
+ * (corio__schedule() from a foreign thread goes through the global queue).
+ * A thread rather than a task: a task would keep a read in flight on one
+ * worker for the whole run, and a worker with I/O in flight cannot sleep on
+ * its cheaper futex (core/park.c).
  *
- * Everything else (slots, run mode, readers, the fd) is under `lock`, taken
+ * Everything else (slots, run mode, the fd and its reader) is under `lock`, taken
  * only outside signal context. Order of a removal: sigaction() back to the
  * old disposition, then forget the owner, so a late on_signal() on another
  * thread finds no owner and its delivery is dropped.
  *
  * Lifetime: corio__signal_rt_close(), called by the runner after main's
- * shutdown, removes the runtime's handlers, disarms SIGINT, cancels its
- * reader and awaits it, so the reader never outlives the run or blocks
- * the workers from stopping; the runtime is marked closed, so no handler is
- * added afterwards. The reader is counted as spawned only once it ended,
- * so corio_rt_alive_tasks() agrees with corio_all_tasks() during the run
- * and the counts balance after it.
+ * shutdown, removes the runtime's handlers and disarms SIGINT under the
+ * lock dispatch() holds, so nothing is delivered to the runtime afterwards;
+ * the runtime is marked closed, so no handler is added afterwards. A child
+ * of fork() gets its own eventfd and its own reader thread.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,11 +55,6 @@ struct slot {
     void *arg;
 };
 
-struct reader {
-    struct corio_rt *rt;
-    struct corio_task *task;   /* a reference of ours */
-    struct reader *next;
-};
 
 /* Read in signal context. */
 static atomic_int pending[NSIGNALS];
@@ -70,8 +65,7 @@ static atomic_int sigint_count;  /* SIGINTs seen while armed */
 /* Under lock. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot slots[NSIGNALS];
-static pid_t wake_pid;                 /* the process that made wake_fd */
-static struct reader *readers;
+static pid_t wake_pid;                 /* the process that made wake_fd and its reader */
 static struct corio_rt *run_rt;        /* the runtime whose run armed SIGINT */
 static struct corio_task *run_main;    /* its main task (a reference), once spawned */
 static bool run_cancel_early;          /* SIGINT came before main existed */
@@ -102,20 +96,53 @@ static bool refused(int signo)
            (signo > SIGSYS && signo < SIGRTMIN) || signo > SIGRTMAX;
 }
 
-/* The eventfd on_signal() writes. A child of fork() makes its own, so it
- * never wakes (or steals the wake-ups of) its parent's runtimes. */
-static int fd_ensure(void)
+static void dispatch(void);
+
+static void *reader_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (;;) {
+        uint64_t count;
+        if (read(fd, &count, sizeof count) < 0 && errno != EINTR && errno != EAGAIN) {
+            fprintf(stderr, "corio: signal reader stops: %s\n", corio_strerror(-errno));
+            return NULL;
+        }
+        dispatch();
+    }
+}
+
+/* The eventfd on_signal() writes and the thread that reads it, under lock.
+ * A child of fork() makes its own pair: the parent's thread does not exist
+ * there, and its wake-ups must not reach the parent. The eventfd blocks
+ * for the reader; a writer could only block on a counter near 2^64. */
+static int reader_ensure(void)
 {
     pid_t self = getpid();
     if (atomic_load(&wake_fd) >= 0 && wake_pid == self)
         return 0;
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int fd = eventfd(0, EFD_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int old = atomic_exchange(&wake_fd, fd);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* the reader inherits it */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t th;
+    int rc = -pthread_create(&th, &attr, reader_main, (void *)(intptr_t)fd);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    pthread_setname_np(th, "corio-signal");
+    /* The parent's descriptor, inherited by a child, is left open: its
+     * number may be in use by the child's own files after exec-less forks. */
+    atomic_store(&wake_fd, fd);
     wake_pid = self;
-    if (old >= 0)
-        close(old);
     return 0;
 }
 
@@ -154,7 +181,7 @@ static void sigint_rearm(void)
     atomic_store(&sigint_armed, run_rt && !slots[SIGINT].fn);
 }
 
-/* ---- the reader ---- */
+/* ---- delivery (on the reader thread) ---- */
 
 static void deliver(int signo)
 {
@@ -184,86 +211,6 @@ static void dispatch(void)
     pthread_mutex_unlock(&lock);
 }
 
-static void *reader_main(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    for (;;) {
-        uint64_t count;
-        ssize_t n = corio_read(fd, &count, sizeof count);
-        if (n == -ECANCELED)
-            return NULL;
-        if (n < 0 && n != -EAGAIN && n != -EINTR) {
-            fprintf(stderr, "corio: signal reader stops: %s\n", corio_strerror((int)n));
-            return NULL;
-        }
-        dispatch();
-    }
-}
-
-static struct reader *reader_find(struct corio_rt *rt)
-{
-    for (struct reader *r = readers; r; r = r->next)
-        if (r->rt == rt)
-            return r;
-    return NULL;
-}
-
-/* An internal task made by hand, as core/runtime.c makes the runner: not
- * in the registry, not counted as spawned (see the top of the file). */
-static struct corio_task *reader_spawn(struct corio_rt *rt)
-{
-    struct corio_task *t = calloc(1, sizeof *t);
-    char *name = strdup("corio-signal");
-    if (!t || !name) {
-        free(t);
-        free(name);
-        return NULL;
-    }
-    corio__future_init(&t->fut, rt, KIND_TASK);
-    atomic_init(&t->fut.refs, 2);   /* the runtime's, and ours until close */
-    t->node.kind = KIND_TASK;
-    t->fn = reader_main;
-    t->arg = (void *)(intptr_t)atomic_load(&wake_fd);
-    t->name = name;
-    corio__registry_exclude(t);
-    corio__object_created(rt);
-    atomic_init(&t->sched, TS_SCHEDULED);
-    corio__schedule(rt, &t->node, false);
-    return t;
-}
-
-/* Caller: a worker of @rt, under lock. */
-static int reader_ensure(struct corio_rt *rt)
-{
-    int rc = fd_ensure();
-    if (rc < 0 || reader_find(rt))
-        return rc;
-    struct reader *r = malloc(sizeof *r);
-    if (!r)
-        return -ENOMEM;
-    r->task = reader_spawn(rt);
-    if (!r->task) {
-        free(r);
-        return -ENOMEM;
-    }
-    r->rt = rt;
-    r->next = readers;
-    readers = r;
-    return 0;
-}
-
-static struct reader *reader_take(struct corio_rt *rt)
-{
-    for (struct reader **p = &readers; *p; p = &(*p)->next) {
-        if ((*p)->rt == rt) {
-            struct reader *r = *p;
-            *p = r->next;
-            return r;
-        }
-    }
-    return NULL;
-}
-
 /* ---- public API ---- */
 
 static struct corio_rt *owner_of(int signo)
@@ -280,7 +227,7 @@ static int add_locked(struct corio_rt *rt, int signo, corio_callback_fn fn, void
     struct corio_rt *owner = owner_of(signo);
     if (owner && owner != rt)
         return -EBUSY;
-    int rc = reader_ensure(rt);
+    int rc = reader_ensure();
     if (rc == 0)
         rc = install(signo);
     if (rc < 0)
@@ -338,7 +285,7 @@ void corio__signal_run_start(struct corio_rt *rt)
     bool dfl = !run_rt && !slots[SIGINT].installed && sigaction(SIGINT, NULL, &cur) == 0 &&
                !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
     /* Best effort, as in asyncio: without a reader, SIGINT stays default. */
-    if (dfl && reader_ensure(rt) == 0 && install(SIGINT) == 0) {
+    if (dfl && reader_ensure() == 0 && install(SIGINT) == 0) {
         run_rt = rt;
         run_main = NULL;
         run_cancel_early = false;
@@ -359,9 +306,13 @@ void corio__signal_run_main(struct corio_rt *rt, struct corio_task *main)
     pthread_mutex_unlock(&lock);
 }
 
-/* Under lock: everything @rt holds, given back. */
-static struct reader *close_locked(struct corio_rt *rt)
+/* Returns 1 when it gave something back (handlers, run mode), 0 when the
+ * runtime had nothing (left): the runner cancels what the last callbacks
+ * spawned, then calls again. */
+int corio__signal_rt_close(struct corio_rt *rt)
 {
+    pthread_mutex_lock(&lock);
+    int n = 0;
     rt->sig_closed = true;
     if (run_rt == rt) {
         corio_task_unref(run_main);
@@ -370,26 +321,10 @@ static struct reader *close_locked(struct corio_rt *rt)
         if (!slots[SIGINT].fn)
             uninstall(SIGINT);
         sigint_rearm();
+        n = 1;
     }
     for (int signo = 1; signo < NSIGNALS; signo++)
-        remove_locked(rt, signo);
-    return reader_take(rt);
-}
-
-int corio__signal_rt_close(struct corio_rt *rt)
-{
-    pthread_mutex_lock(&lock);
-    struct reader *r = close_locked(rt);
+        n |= remove_locked(rt, signo);
     pthread_mutex_unlock(&lock);
-    if (!r)
-        return 0;
-    corio_task_cancel(r->task, NULL);
-    corio_await(r->task, NULL);
-    /* Counted as spawned now, on the worker this runs on (its own
-     * counter), to balance the end the scheduler counted. */
-    struct corio__worker *w = corio__worker_current();
-    corio__stat_add(w->m_spawned, 1);
-    corio_task_unref(r->task);
-    free(r);
-    return 1;
+    return n;
 }

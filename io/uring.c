@@ -8,7 +8,8 @@
  * corio uses is probed. No SQPOLL. The ring is excluded from fork().
  *
  * user_data is the operation's address, or one of two tags below address
- * 4096: the armed read of the worker's wake eventfd, and cancel requests
+ * 4096: the read of the worker's wake eventfd (armed before the worker
+ * blocks in the ring), and cancel requests
  * (whose own results do not matter: the cancelled operation completes by
  * itself). SQEs are queued by submit()/cancel() and handed to the kernel by
  * poll(): before the worker parks (one io_uring_enter that submits and
@@ -38,6 +39,7 @@
 struct ur {
     struct io_uring ring;
     uint64_t wake_buf;
+    bool wake_armed;          /* the read of w->wake_fd is in the kernel */
     unsigned inflight;        /* operations and the wake read the kernel holds */
     unsigned queued;          /* SQEs not yet submitted */
 };
@@ -93,9 +95,15 @@ static int ring_setup(struct io_uring *ring)
 
 static struct io_uring_sqe *get_sqe(struct corio__worker *w);
 
+/* Armed only when the worker is about to block in the ring (core/park.c
+ * sleeps on a futex when nothing else is in flight), so a futex-parked
+ * worker has nothing to re-arm after its wake-up. */
 static void arm_wake(struct corio__worker *w)
 {
     struct ur *u = ur_of(w);
+    if (u->wake_armed)
+        return;
+    u->wake_armed = true;
     struct io_uring_sqe *sqe = get_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &u->wake_buf, sizeof u->wake_buf, 0);
     io_uring_sqe_set_data64(sqe, TAG_WAKE);
@@ -119,7 +127,6 @@ static int ur_init(struct corio__worker *w)
     }
     io_uring_ring_dontfork(&u->ring);
     w->io = u;
-    arm_wake(w);
     return 0;
 }
 
@@ -283,7 +290,7 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
         return;
     u->inflight--;
     if (ud == TAG_WAKE) {
-        arm_wake(w);
+        u->wake_armed = false;
         return;
     }
     struct corio__io_op *op = (struct corio__io_op *)(uintptr_t)ud;
@@ -323,11 +330,12 @@ static void ur_poll(struct corio__worker *w, bool block, uint64_t timeout_ns)
     if (!block) {
         /* Nothing the kernel could have finished and nothing to hand over:
          * skip the system call (the wake read alone does not count). */
-        if (u->queued || u->inflight > 1 || io_uring_cq_ready(&u->ring))
+        if (u->queued || u->inflight > u->wake_armed || io_uring_cq_ready(&u->ring))
             flush(w, true);
         reap(w);
         return;
     }
+    arm_wake(w);
     struct io_uring_cqe *cqe;
     struct __kernel_timespec ts, *tsp = NULL;
     if (timeout_ns != UINT64_MAX) {
@@ -349,6 +357,12 @@ static void ur_poll(struct corio__worker *w, bool block, uint64_t timeout_ns)
     reap(w);
 }
 
+static bool ur_quiet(struct corio__worker *w)
+{
+    struct ur *u = ur_of(w);
+    return !u->queued && u->inflight == u->wake_armed && !io_uring_cq_ready(&u->ring);
+}
+
 const struct corio__backend_ops corio__uring_ops = {
     .name = "uring",
     .init = ur_init,
@@ -356,4 +370,5 @@ const struct corio__backend_ops corio__uring_ops = {
     .submit = ur_submit,
     .cancel = ur_cancel,
     .poll = ur_poll,
+    .quiet = ur_quiet,
 };
