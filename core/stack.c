@@ -9,7 +9,10 @@
  *     when it is used up), also under the lock.
  * A cache that runs dry takes a batch (REFILL_BATCH) from the second or third
  * tier at once, so the lock is taken once per batch, not once per task. A
- * cache that grows past CORIO_STACK_CACHE_HIGH gives its coldest half back.
+ * cache keeps what its worker frees up to CORIO_STACK_CACHE_MAX (past it the
+ * coldest half goes back at once) and is trimmed to CORIO_STACK_CACHE_HIGH
+ * when the worker parks: giving memory back is a TLB shootdown per call, so
+ * it is done in batches and off the busy path.
  *
  * Guards. The mode is chosen once, at arena init, by trying
  * MADV_GUARD_INSTALL on a scratch mapping: Linux 6.13+ accepts it, and a
@@ -179,16 +182,23 @@ void corio__stack_cache_init(struct corio__stack_cache *c)
     c->cap = 0;
 }
 
-/* Room for CORIO_STACK_CACHE_HIGH + 1 entries: a push may take the cache one
- * past the high-water mark, and the spill right after brings it back. */
+/* Room for one more entry, growing by doubling up to CORIO_STACK_CACHE_MAX
+ * + 1 (a push may take the cache one past the cap; the spill right after
+ * brings it back). False when the cache cannot grow. */
 static bool cache_ready(struct corio__stack_cache *c)
 {
-    if (c->slots)
+    if (c->n < c->cap)
         return true;
-    c->slots = malloc((CORIO_STACK_CACHE_HIGH + 1) * sizeof *c->slots);
-    if (!c->slots)
+    size_t cap = c->cap ? 2 * c->cap : CORIO_STACK_CACHE_HIGH + 1;
+    if (cap > CORIO_STACK_CACHE_MAX + 1)
+        cap = CORIO_STACK_CACHE_MAX + 1;
+    if (cap <= c->cap)
         return false;
-    c->cap = CORIO_STACK_CACHE_HIGH + 1;
+    struct corio__stack *grown = realloc(c->slots, cap * sizeof *grown);
+    if (!grown)
+        return false;
+    c->slots = grown;
+    c->cap = cap;
     return true;
 }
 
@@ -389,17 +399,24 @@ void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *
         return;
     }
     if (!cache_ready(c)) {
-        release_memory(s);
-        arena_take(a, s, 1);
-        return;
-    }
-    if (c->n == c->cap) {
-        /* Only when an earlier spill could not hand stacks over. */
-        cache_spill(c, a, c->n / 2);
+        if (!c->n) {
+            release_memory(s);
+            arena_take(a, s, 1);
+            return;
+        }
+        /* Full (an earlier spill could not hand stacks over), or no memory
+         * to grow: make room. */
+        cache_spill(c, a, (c->n + 1) / 2);
     }
     c->slots[c->n++] = *s;
-    if (c->n > CORIO_STACK_CACHE_HIGH)
+    if (c->n > CORIO_STACK_CACHE_MAX)
         cache_spill(c, a, c->n / 2);
+}
+
+void corio__stack_cache_trim(struct corio__stack_cache *c, struct corio__stack_arena *a)
+{
+    if (c->n > CORIO_STACK_CACHE_HIGH)
+        cache_spill(c, a, c->n - CORIO_STACK_CACHE_HIGH);
 }
 
 bool corio__stack_canary_ok(const struct corio__stack_arena *a, const struct corio__stack *s)

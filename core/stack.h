@@ -14,8 +14,9 @@
  * Ownership: the arena belongs to the runtime and outlives every stack; a
  * cache belongs to one worker (no locking); a stack may be freed into a
  * different worker's cache than the one it came from. Memory is only paid for
- * pages a task touched; caches above CORIO_STACK_CACHE_HIGH give stacks back to
- * the arena after MADV_DONTNEED.
+ * pages a task touched; a cache gives stacks back to the arena, after
+ * MADV_DONTNEED, above CORIO_STACK_CACHE_HIGH when its worker parks
+ * (corio__stack_cache_trim) and above CORIO_STACK_CACHE_MAX at once.
  *
  * Stack sizes other than the arena's default get their own mapping (own guard)
  * and are unmapped when freed.
@@ -32,7 +33,11 @@
 #define CORIO_STACK_MIN_SIZE     (16u * 1024)   /* room for libc calls + signal frames */
 #define CORIO_STACK_MAX_SIZE     (1024u * 1024 * 1024)
 #define CORIO_STACK_REGION_SLOTS 512            /* one VMA per 512 stacks: ~34 MiB */
-#define CORIO_STACK_CACHE_HIGH   256            /* per-worker cached stacks kept hot */
+#define CORIO_STACK_CACHE_HIGH   256            /* per-worker cached stacks kept when idle */
+/* Cap while busy: giving memory back costs a TLB shootdown per call (~5 us
+ * with a second thread running, perf W4), so a busy worker keeps what it
+ * frees, up to this, and trims to CORIO_STACK_CACHE_HIGH when it parks. */
+#define CORIO_STACK_CACHE_MAX    4096
 #define CORIO_STACK_CANARY       UINT64_C(0xC0210C0FFEE57ACC)
 
 enum corio__guard_mode {
@@ -78,6 +83,10 @@ void corio__stack_cache_fini(struct corio__stack_cache *c, struct corio__stack_a
  * written. Call from: the owner of @c. */
 int corio__stack_alloc(struct corio__stack_cache *c, struct corio__stack_arena *a,
                        size_t size, struct corio__stack *out);
+/* corio__stack_cache_trim - give back the coldest stacks above
+ * CORIO_STACK_CACHE_HIGH (one sorted, coalesced batch). Call from: the owner
+ * of @c, when it is about to sleep. */
+void corio__stack_cache_trim(struct corio__stack_cache *c, struct corio__stack_arena *a);
 /* Call from: the owner of @c. */
 void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *a,
                        struct corio__stack *s);

@@ -343,6 +343,8 @@ static ssize_t fill(struct stream *s)
 
 static void take(struct stream *s, void *buf, size_t n)
 {
+    if (!n)
+        return;   /* rbuf may still be NULL */
     memcpy(buf, s->rbuf + s->rstart, n);
     consume(s, n);
 }

@@ -12,5 +12,6 @@
 #include "fd.h"
 #include "file.h"
 #include "signal.h"
+#include "stream.h"
 
 #endif
