@@ -168,7 +168,7 @@ struct corio__worker {
     int wake_fd;                      /* eventfd that wakes a blocked poll; closed at destroy */
     _Atomic uint32_t in_wait;         /* 1 while (about to be) blocked in io_ops->poll */
     struct corio__wheel *wheel;       /* this worker's timers (owner only) */
-    uint64_t timer_seq;
+    uint64_t last_trim_ns;            /* core/park.c: stack cache trims */
     /* tasks moved here by corio__task_migrate() (a Treiber stack, any thread pushes) */
     _Atomic(struct corio__qnode *) inbox;
     _Atomic(struct corio__qnode *) pinned;   /* taken from the inbox; owner-only list */

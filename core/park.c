@@ -46,6 +46,7 @@ int corio__worker_io_start(struct corio__worker *w)
     if (rc < 0)
         return rc;
     __atomic_store_n(&w->io_ops, ops, __ATOMIC_RELEASE);   /* metrics read it */
+    w->last_trim_ns = corio_time_ns();
     return 0;
 }
 
@@ -85,10 +86,31 @@ static void park_futex(struct corio__worker *w)
     atomic_exchange_explicit(&w->unpark_word, 0, memory_order_acquire);
 }
 
+/* Stacks a busy worker kept go back when it parks: a batch when it has
+ * nothing left to wait for, a smaller one at most once a second while it
+ * keeps parking between timers and I/O. Each give-back is a TLB shootdown,
+ * so never on every short park and never so many that a due timer waits. */
+#define TRIM_INTERVAL_NS 1000000000ull
+#define TRIM_QUIET 1024
+#define TRIM_BUSY 256
+
+static void trim_stacks(struct corio__worker *w, bool quiet)
+{
+    if (!quiet) {
+        uint64_t now = corio_time_ns();
+        if (now - w->last_trim_ns < TRIM_INTERVAL_NS)
+            return;
+        w->last_trim_ns = now;
+    }
+    corio__stack_cache_trim(&w->stacks, &w->rt->arena, quiet ? TRIM_QUIET : TRIM_BUSY);
+}
+
 void corio__worker_park(struct corio__worker *w)
 {
     uint64_t deadline = corio__timers_next(w);
-    if (deadline == UINT64_MAX && w->io_ops->quiet(w)) {
+    bool quiet = deadline == UINT64_MAX && w->io_ops->quiet(w);
+    trim_stacks(w, quiet);
+    if (quiet) {
         park_futex(w);
         return;
     }

@@ -392,7 +392,6 @@ static void park(struct corio__worker *w)
     struct corio_rt *rt = w->rt;
     corio__registry_publish_all(rt, w);
     corio__registry_reap(rt, w->id);
-    corio__stack_cache_trim(&w->stacks, &rt->arena);
     bool was_searching = w->searching;
     w->searching = false;
     corio__idle_to_parked(rt, w->id, was_searching);

@@ -1,18 +1,22 @@
 /* core/stack.c - task stacks (see core/stack.h for the layout and ownership).
  *
- * Three tiers, fastest first:
+ * Four tiers, fastest first:
  *   - a worker's cache: an array used as a LIFO, touched only by its owner,
  *     so the stack freed last (pages resident, lines warm) is reused first;
- *   - the arena's free list, under the arena lock: stacks that caches gave
- *     back, always after MADV_DONTNEED, so a stack in it costs no memory;
+ *   - the arena's warm list, under the arena lock: stacks a busy cache spilled
+ *     past CORIO_STACK_CACHE_MAX with their memory, given back at a trim;
+ *   - the arena's free list, under the arena lock: stacks given back after
+ *     MADV_DONTNEED, so a stack in it costs no memory;
  *   - fresh slots carved from the arena's last region (a new region is mapped
  *     when it is used up), also under the lock.
  * A cache that runs dry takes a batch (REFILL_BATCH) from the second or third
  * tier at once, so the lock is taken once per batch, not once per task. A
  * cache keeps what its worker frees up to CORIO_STACK_CACHE_MAX (past it the
- * coldest half goes back at once) and is trimmed to CORIO_STACK_CACHE_HIGH
- * when the worker parks: giving memory back is a TLB shootdown per call, so
- * it is done in batches and off the busy path.
+ * coldest half moves to the warm list, memory and all) and is trimmed to
+ * CORIO_STACK_CACHE_HIGH when the worker parks with nothing to wait for (or
+ * once a second), warm list included: giving memory back is a TLB shootdown
+ * per call (~5 us with a second thread running), so it is done in sorted,
+ * coalesced batches and off the busy path.
  *
  * Guards. The mode is chosen once, at arena init, by trying
  * MADV_GUARD_INSTALL on a scratch mapping: Linux 6.13+ accepts it, and a
@@ -51,6 +55,7 @@
  * trip per 32 tasks started, and a batch of fresh slots is 32 guard
  * installs, about 30 us of syscalls. */
 #define REFILL_BATCH 32
+#define TRIM_BATCH 128   /* warm stacks given back per lock round trip (3 KiB of stack) */
 
 /* vm.max_map_count headroom kept for everything that is not a task stack:
  * libraries, thread stacks with their guards (the elastic pool alone may
@@ -166,6 +171,9 @@ void corio__stack_arena_fini(struct corio__stack_arena *a)
         munmap(a->regions[i], region_len(a));
     free(a->regions);
     free(a->free);
+    free(a->warm);
+    a->warm = NULL;
+    a->nwarm = a->cap_warm = 0;
     pthread_mutex_destroy(&a->lock);
     a->regions = NULL;
     a->nregions = a->cap_regions = 0;
@@ -207,25 +215,29 @@ static void release_memory(struct corio__stack *s)
     madvise(s->lo, s->size, MADV_DONTNEED);
 }
 
-/* Appends @n stacks to the arena's free list; they must already be
- * DONTNEED'd. Returns how many it took (all, or 0 when growing failed). */
-static size_t arena_take(struct corio__stack_arena *a, const struct corio__stack *s, size_t n)
+/* Appends @n stacks to the arena's free list (@warm: the warm list; else
+ * they must be DONTNEED'd already). Returns how many it took (all, or 0
+ * when growing failed). */
+static size_t arena_take(struct corio__stack_arena *a, const struct corio__stack *s, size_t n,
+                         bool warm)
 {
+    struct corio__stack **list = warm ? &a->warm : &a->free;
+    size_t *len = warm ? &a->nwarm : &a->nfree, *cap = warm ? &a->cap_warm : &a->cap_free;
     pthread_mutex_lock(&a->lock);
-    if (a->nfree + n > a->cap_free) {
-        size_t cap = a->cap_free ? a->cap_free : CORIO_STACK_CACHE_HIGH;
-        while (cap < a->nfree + n)
-            cap *= 2;
-        struct corio__stack *grown = realloc(a->free, cap * sizeof *grown);
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : CORIO_STACK_CACHE_HIGH;
+        while (c < *len + n)
+            c *= 2;
+        struct corio__stack *grown = realloc(*list, c * sizeof *grown);
         if (!grown) {
             pthread_mutex_unlock(&a->lock);
             return 0;
         }
-        a->free = grown;
-        a->cap_free = cap;
+        *list = grown;
+        *cap = c;
     }
-    memcpy(a->free + a->nfree, s, n * sizeof *s);
-    a->nfree += n;
+    memcpy(*list + *len, s, n * sizeof *s);
+    *len += n;
     pthread_mutex_unlock(&a->lock);
     return n;
 }
@@ -265,13 +277,19 @@ static void release_batch(const struct corio__stack_arena *a, struct corio__stac
     }
 }
 
-/* Moves the @n coldest (oldest) cached stacks to the arena. */
-static void cache_spill(struct corio__stack_cache *c, struct corio__stack_arena *a, size_t n)
+/* Moves the @n coldest (oldest) cached stacks to the arena: given back
+ * (@release) to its free list, or as they are to its warm list. */
+static void cache_spill(struct corio__stack_cache *c, struct corio__stack_arena *a, size_t n,
+                        bool release)
 {
-    release_batch(a, c->slots, n);
-    /* On failure the stacks are already without memory: forget them (see
-     * the essay) rather than keep the cache above its mark. */
-    arena_take(a, c->slots, n);
+    if (!release && arena_take(a, c->slots, n, true) != n)
+        release = true;
+    if (release) {
+        release_batch(a, c->slots, n);
+        /* On failure the stacks are already without memory: forget them
+         * (see the essay) rather than keep the cache above its mark. */
+        arena_take(a, c->slots, n, false);
+    }
     memmove(c->slots, c->slots + n, (c->n - n) * sizeof *c->slots);
     c->n -= n;
 }
@@ -279,7 +297,7 @@ static void cache_spill(struct corio__stack_cache *c, struct corio__stack_arena 
 void corio__stack_cache_fini(struct corio__stack_cache *c, struct corio__stack_arena *a)
 {
     if (c->n)
-        cache_spill(c, a, c->n);
+        cache_spill(c, a, c->n, true);
     free(c->slots);
     corio__stack_cache_init(c);
 }
@@ -311,6 +329,14 @@ static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena 
     size_t first, n;
 
     pthread_mutex_lock(&a->lock);
+    if (a->nwarm) {
+        n = a->nwarm < REFILL_BATCH ? a->nwarm : REFILL_BATCH;
+        a->nwarm -= n;
+        memcpy(c->slots, a->warm + a->nwarm, n * sizeof *c->slots);
+        c->n = n;
+        pthread_mutex_unlock(&a->lock);
+        return 0;
+    }
     if (a->nfree) {
         n = a->nfree < REFILL_BATCH ? a->nfree : REFILL_BATCH;
         a->nfree -= n;
@@ -401,22 +427,46 @@ void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *
     if (!cache_ready(c)) {
         if (!c->n) {
             release_memory(s);
-            arena_take(a, s, 1);
+            arena_take(a, s, 1, false);
             return;
         }
         /* Full (an earlier spill could not hand stacks over), or no memory
          * to grow: make room. */
-        cache_spill(c, a, (c->n + 1) / 2);
+        cache_spill(c, a, (c->n + 1) / 2, true);
     }
     c->slots[c->n++] = *s;
     if (c->n > CORIO_STACK_CACHE_MAX)
-        cache_spill(c, a, c->n / 2);
+        cache_spill(c, a, c->n / 2, false);
 }
 
-void corio__stack_cache_trim(struct corio__stack_cache *c, struct corio__stack_arena *a)
+size_t corio__stack_cache_trim(struct corio__stack_cache *c, struct corio__stack_arena *a,
+                               size_t max)
 {
-    if (c->n > CORIO_STACK_CACHE_HIGH)
-        cache_spill(c, a, c->n - CORIO_STACK_CACHE_HIGH);
+    size_t done = 0;
+    if (c->n > CORIO_STACK_CACHE_HIGH) {
+        done = c->n - CORIO_STACK_CACHE_HIGH < max ? c->n - CORIO_STACK_CACHE_HIGH : max;
+        cache_spill(c, a, done, true);
+    }
+    if (done >= max)
+        return done;
+    /* Take the oldest warm stacks out, give them back outside the lock (other
+     * workers go on), then list them as free. */
+    struct corio__stack batch[TRIM_BATCH];
+    while (done < max) {
+        pthread_mutex_lock(&a->lock);
+        size_t n = a->nwarm < TRIM_BATCH ? a->nwarm : TRIM_BATCH;
+        if (n > max - done)
+            n = max - done;
+        a->nwarm -= n;
+        memcpy(batch, a->warm + a->nwarm, n * sizeof *batch);
+        pthread_mutex_unlock(&a->lock);
+        if (!n)
+            break;
+        release_batch(a, batch, n);
+        arena_take(a, batch, n, false);
+        done += n;
+    }
+    return done;
 }
 
 bool corio__stack_canary_ok(const struct corio__stack_arena *a, const struct corio__stack *s)

@@ -59,7 +59,8 @@ struct corio__stack_arena {
     enum corio__guard_mode guard;
     void **regions; size_t nregions, cap_regions;
     size_t next_slot;             /* next never-used slot in the last region */
-    struct corio__stack *free; size_t nfree, cap_free;   /* returned by caches */
+    struct corio__stack *free; size_t nfree, cap_free;   /* returned by caches, no memory */
+    struct corio__stack *warm; size_t nwarm, cap_warm;   /* spilled by busy caches, resident */
     size_t page;
 };
 
@@ -83,10 +84,12 @@ void corio__stack_cache_fini(struct corio__stack_cache *c, struct corio__stack_a
  * written. Call from: the owner of @c. */
 int corio__stack_alloc(struct corio__stack_cache *c, struct corio__stack_arena *a,
                        size_t size, struct corio__stack *out);
-/* corio__stack_cache_trim - give back the coldest stacks above
- * CORIO_STACK_CACHE_HIGH (one sorted, coalesced batch). Call from: the owner
- * of @c, when it is about to sleep. */
-void corio__stack_cache_trim(struct corio__stack_cache *c, struct corio__stack_arena *a);
+/* corio__stack_cache_trim - give back up to @max stacks: the coldest above
+ * CORIO_STACK_CACHE_HIGH first, then warm ones the arena holds, in sorted,
+ * coalesced batches. Returns how many. Call from: the owner of @c, when it
+ * is about to sleep (a bounded @max keeps it from sleeping late). */
+size_t corio__stack_cache_trim(struct corio__stack_cache *c, struct corio__stack_arena *a,
+                               size_t max);
 /* Call from: the owner of @c. */
 void corio__stack_free(struct corio__stack_cache *c, struct corio__stack_arena *a,
                        struct corio__stack *s);

@@ -331,7 +331,7 @@ static void stack_many_at_once_stay_few_mappings(void **state)
     for (size_t i = 0; i < MANY; i++)
         corio__stack_free(&e->cache, &e->arena, &s[i]);
     assert_true(e->cache.n <= CORIO_STACK_CACHE_MAX);
-    corio__stack_cache_trim(&e->cache, &e->arena);   /* as a worker does when it parks */
+    corio__stack_cache_trim(&e->cache, &e->arena, MANY);   /* as a worker does when it parks */
     assert_true(e->cache.n <= CORIO_STACK_CACHE_HIGH);
     assert_int_equal(e->cache.n + e->arena.nfree, MANY);
     free(s);
@@ -358,7 +358,7 @@ static void stack_cache_high_water_returns_to_arena(void **state)
     /* A busy worker keeps them; the trim at park gives back what is past the
      * mark, coldest first. */
     assert_int_equal(e->arena.nfree, 0);
-    corio__stack_cache_trim(&e->cache, &e->arena);
+    corio__stack_cache_trim(&e->cache, &e->arena, N);
     assert_true(e->arena.nfree >= 1);
     assert_true(e->cache.n <= CORIO_STACK_CACHE_HIGH);
     assert_int_equal(e->cache.n + e->arena.nfree, total);
