@@ -221,6 +221,8 @@ static void release_memory(struct corio__stack *s)
 static size_t arena_take(struct corio__stack_arena *a, const struct corio__stack *s, size_t n,
                          bool warm)
 {
+    if (!n)
+        return 0;
     struct corio__stack **list = warm ? &a->warm : &a->free;
     size_t *len = warm ? &a->nwarm : &a->nfree, *cap = warm ? &a->cap_warm : &a->cap_free;
     pthread_mutex_lock(&a->lock);
@@ -257,6 +259,8 @@ static int by_address(const void *x, const void *y)
  * mprotect guards are separate mappings and keep the one-by-one path. */
 static void release_batch(const struct corio__stack_arena *a, struct corio__stack *s, size_t n)
 {
+    if (!n)
+        return;
     if (a->guard == CORIO_GUARD_MPROTECT) {
         for (size_t i = 0; i < n; i++)
             release_memory(&s[i]);
@@ -323,25 +327,27 @@ static int arena_grow(struct corio__stack_arena *a)
 
 /* Fills the (empty) cache with up to REFILL_BATCH stacks: returned ones
  * first, else fresh slots of the last region. */
+/* Moves up to REFILL_BATCH stacks from the end of @list into the empty
+ * cache @c; false when the list is empty. Under the arena lock. */
+static bool take_listed(struct corio__stack_cache *c, const struct corio__stack *list, size_t *len)
+{
+    size_t n = *len < REFILL_BATCH ? *len : REFILL_BATCH;
+    if (!n)
+        return false;
+    *len -= n;
+    memcpy(c->slots, list + *len, n * sizeof *c->slots);
+    c->n = n;
+    return true;
+}
+
 static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena *a)
 {
     char *base;
     size_t first, n;
 
     pthread_mutex_lock(&a->lock);
-    if (a->nwarm) {
-        n = a->nwarm < REFILL_BATCH ? a->nwarm : REFILL_BATCH;
-        a->nwarm -= n;
-        memcpy(c->slots, a->warm + a->nwarm, n * sizeof *c->slots);
-        c->n = n;
-        pthread_mutex_unlock(&a->lock);
-        return 0;
-    }
-    if (a->nfree) {
-        n = a->nfree < REFILL_BATCH ? a->nfree : REFILL_BATCH;
-        a->nfree -= n;
-        memcpy(c->slots, a->free + a->nfree, n * sizeof *c->slots);
-        c->n = n;
+    /* Warm stacks first (their pages are resident), then given-back ones. */
+    if (take_listed(c, a->warm, &a->nwarm) || take_listed(c, a->free, &a->nfree)) {
         pthread_mutex_unlock(&a->lock);
         return 0;
     }
@@ -457,11 +463,13 @@ size_t corio__stack_cache_trim(struct corio__stack_cache *c, struct corio__stack
         size_t n = a->nwarm < TRIM_BATCH ? a->nwarm : TRIM_BATCH;
         if (n > max - done)
             n = max - done;
+        if (!n) {
+            pthread_mutex_unlock(&a->lock);
+            break;
+        }
         a->nwarm -= n;
         memcpy(batch, a->warm + a->nwarm, n * sizeof *batch);
         pthread_mutex_unlock(&a->lock);
-        if (!n)
-            break;
         release_batch(a, batch, n);
         arena_take(a, batch, n, false);
         done += n;
