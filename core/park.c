@@ -70,6 +70,16 @@ void corio__worker_io_release(struct corio__worker *w)
 
 enum { WAIT_NONE = 0, WAIT_BACKEND, WAIT_FUTEX };
 
+/* ThreadSanitizer runs an asynchronous signal's handler only once the
+ * thread it landed on executes instrumented code again: a worker blocked in
+ * the kernel with no timeout would hold a SIGINT forever. Under TSan,
+ * parked workers come back every 50 ms (and sleep again). */
+#if defined(__SANITIZE_THREAD__)
+#define PARK_MAX_NS 50000000ull
+#else
+#define PARK_MAX_NS UINT64_MAX
+#endif
+
 /* A worker with nothing in flight and no timer can only be given work by
  * another thread: it sleeps on a futex (its wake-up costs a third of the
  * eventfd + ring round trip; perf W1 parks ~40k times a run). */
@@ -81,7 +91,10 @@ static void park_futex(struct corio__worker *w)
      * makes the wait return at once. */
     if (!atomic_load_explicit(&w->unpark_word, memory_order_seq_cst) &&
         !atomic_load_explicit(&w->inbox, memory_order_seq_cst))
-        syscall(SYS_futex, (uint32_t *)&w->unpark_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        syscall(SYS_futex, (uint32_t *)&w->unpark_word, FUTEX_WAIT_PRIVATE, 0,
+                PARK_MAX_NS == UINT64_MAX ? NULL
+                                          : &(struct timespec){0, (long)(PARK_MAX_NS % 1000000000u)},
+                NULL, 0);
     atomic_store_explicit(&w->in_wait, WAIT_NONE, memory_order_relaxed);
     atomic_exchange_explicit(&w->unpark_word, 0, memory_order_acquire);
 }
@@ -118,10 +131,12 @@ void corio__worker_park(struct corio__worker *w)
     /* Pairs with the seq_cst store in corio__worker_unpark(). */
     bool notified = atomic_load_explicit(&w->unpark_word, memory_order_seq_cst) ||
                     atomic_load_explicit(&w->inbox, memory_order_seq_cst);
-    uint64_t timeout = UINT64_MAX;
+    uint64_t timeout = PARK_MAX_NS;
     if (deadline != UINT64_MAX) {
         uint64_t now = corio_time_ns();
         timeout = deadline > now ? deadline - now : 0;
+        if (timeout > PARK_MAX_NS)
+            timeout = PARK_MAX_NS;
     }
     w->io_ops->poll(w, !notified, notified ? 0 : timeout);
     atomic_store_explicit(&w->in_wait, WAIT_NONE, memory_order_relaxed);

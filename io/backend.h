@@ -59,13 +59,14 @@ enum corio__io_code {
 /* op->state bits (owner-private, except where noted). */
 #define CORIO__OP_QUEUED    0x1u   /* in a backend list (epoll: an fd's waiters) */
 #define CORIO__OP_CANCELING 0x2u   /* a cancel was issued on the owner */
-#define CORIO__OP_POOL      0x4u   /* runs on a blocking thread: cannot be cancelled */
 #define CORIO__OP_STARTED   0x8u   /* CONNECT: the first connect() is in progress */
 #define CORIO__OP_POLLING   0x10u  /* uring: waiting for readiness before a retry */
 
 struct corio__io_op {
     uint8_t code;                  /* enum corio__io_code */
-    uint8_t state;                 /* CORIO__OP_* */
+    uint8_t state;                 /* CORIO__OP_*: the owner's, while in flight */
+    bool pooled;                   /* set by submit: on a blocking thread, cannot be
+                                      cancelled (read by the task, so not in state) */
     int fd;
     int flags;
     void *buf;                     /* READ/WRITE/RECV/SEND */

@@ -164,7 +164,7 @@ static int set_nonblock(int fd)
 
 static int to_pool(struct corio__io_op *op)
 {
-    op->state |= CORIO__OP_POOL;
+    op->pooled = true;
     return corio__blocking_submit(op);
 }
 

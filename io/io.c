@@ -110,6 +110,7 @@ int corio__io_await(struct corio__io_op *op)
     op->task = t;
     op->owner = w;
     op->state = 0;
+    op->pooled = false;
     atomic_store_explicit(&op->done, 0, memory_order_relaxed);
     int rc = w->io_ops->submit(w, op);
     if (rc < 0)
@@ -130,7 +131,7 @@ int corio__io_await(struct corio__io_op *op)
         }
         if (!cancelled && corio__task_take_cancel(t)) {
             cancelled = true;
-            if (!(op->state & CORIO__OP_POOL)) {
+            if (!op->pooled) {
                 corio__task_migrate(t, op->owner);
                 if (atomic_load_explicit(&op->done, memory_order_acquire) == 0)
                     op->owner->io_ops->cancel(op->owner, op);

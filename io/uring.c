@@ -244,7 +244,7 @@ static int ur_submit(struct corio__worker *w, struct corio__io_op *op)
     if (op->code >= CORIO__IO_CODES)
         return -EINVAL;
     if (op->code == CORIO__IO_CALL) {
-        op->state |= CORIO__OP_POOL;
+        op->pooled = true;
         return corio__blocking_submit(op);
     }
     prep(get_sqe(w), op);
@@ -286,7 +286,8 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
 {
     struct ur *u = ur_of(w);
     uint64_t ud = io_uring_cqe_get_data64(cqe);
-    if (ud == TAG_CANCEL)
+    /* liburing's own wait timeout (kernels without EXT_ARG) is not ours. */
+    if (ud == TAG_CANCEL || ud == LIBURING_UDATA_TIMEOUT)
         return;
     u->inflight--;
     if (ud == TAG_WAKE) {
