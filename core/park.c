@@ -100,21 +100,21 @@ static void park_futex(struct corio__worker *w)
 }
 
 /* Stacks a busy worker kept go back when it parks: a batch when it has
- * nothing left to wait for, a smaller one at most once a second while it
- * keeps parking between timers and I/O. Each give-back is a TLB shootdown,
- * so never on every short park and never so many that a due timer waits. */
-#define TRIM_INTERVAL_NS 1000000000ull
+ * nothing left to wait for (at most every 10 ms: a trim looks at the
+ * arena under its lock), a smaller one at most once a second while it keeps
+ * parking between timers and I/O. Each give-back is a TLB shootdown, so
+ * never on every short park and never so many that a due timer waits. */
+#define TRIM_QUIET_INTERVAL_NS 10000000ull
+#define TRIM_BUSY_INTERVAL_NS 1000000000ull
 #define TRIM_QUIET 1024
 #define TRIM_BUSY 256
 
 static void trim_stacks(struct corio__worker *w, bool quiet)
 {
-    if (!quiet) {
-        uint64_t now = corio_time_ns();
-        if (now - w->last_trim_ns < TRIM_INTERVAL_NS)
-            return;
-        w->last_trim_ns = now;
-    }
+    uint64_t now = corio_time_ns();
+    if (now - w->last_trim_ns < (quiet ? TRIM_QUIET_INTERVAL_NS : TRIM_BUSY_INTERVAL_NS))
+        return;
+    w->last_trim_ns = now;
     corio__stack_cache_trim(&w->stacks, &w->rt->arena, quiet ? TRIM_QUIET : TRIM_BUSY);
 }
 

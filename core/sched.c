@@ -407,7 +407,10 @@ static void park(struct corio__worker *w)
             return;
         }
         corio__worker_park(w);
-        if (corio__idle_from_parked(rt, w->id, corio__worker_has_queued(w)))
+        /* Its own I/O or timers may have made work: in its queues, or (one
+         * worker, keeping asyncio's order) behind the global queue. */
+        bool own = corio__worker_has_queued(w) || !corio__inject_is_empty(&rt->inject);
+        if (corio__idle_from_parked(rt, w->id, own))
             return;
     }
 }
