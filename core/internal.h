@@ -172,6 +172,9 @@ struct corio__worker {
     /* tasks moved here by corio__task_migrate() (a Treiber stack, any thread pushes) */
     _Atomic(struct corio__qnode *) inbox;
     _Atomic(struct corio__qnode *) pinned;   /* taken from the inbox; owner-only list */
+    /* woken tasks waiting for room in the local queue (core/sched.c push_woken) */
+    struct corio__qnode *woken_head, *woken_tail;   /* owner only */
+    _Atomic uint64_t woken_n;                       /* read by others: queued work */
     /* metrics: written by the owner, read racily */
     _Atomic uint64_t m_polls, m_steals, m_stolen, m_overflows, m_parks,
         m_remote, m_budget_yields, m_spawned, m_ended, m_io_submitted, m_io_completed,
@@ -352,7 +355,8 @@ static inline bool corio__worker_has_queued(struct corio__worker *w)
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
            !corio__runq_is_empty(&w->runq) ||
            atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
-           atomic_load_explicit(&w->pinned, memory_order_relaxed);
+           atomic_load_explicit(&w->pinned, memory_order_relaxed) ||
+           atomic_load_explicit(&w->woken_n, memory_order_relaxed);
 }
 
 static inline struct corio_task *corio__task_of(struct corio_future *f)

@@ -50,7 +50,42 @@ static void push_local(struct corio__worker *w, struct corio__snode *n)
         corio__stat_add(w->m_overflows, 1);
 }
 
-void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
+/* A woken task that finds the local queue full waits in the worker's
+ * private `woken` list instead of overflowing to the global queue, which
+ * may hold a long backlog of tasks that never ran (perf W4: 100k spawned
+ * sleepers; their wake-ups went behind the backlog and ran ~100 ms late).
+ * The list refills the local queue as it drains (refill_woken), so the
+ * tasks become stealable again in the order they woke. Multi-worker only:
+ * one worker keeps asyncio's strict order through push_local(). */
+static void push_woken(struct corio__worker *w, struct corio__snode *n)
+{
+    if (corio__runq_free_owner(&w->runq) > 0) {
+        push_local(w, n);
+        return;
+    }
+    n->q.next = NULL;
+    if (w->woken_tail)
+        w->woken_tail->next = &n->q;
+    else
+        w->woken_head = &n->q;
+    w->woken_tail = &n->q;
+    corio__stat_add(w->woken_n, 1);
+}
+
+static void refill_woken(struct corio__worker *w)
+{
+    unsigned room = corio__runq_free_owner(&w->runq);
+    while (room-- && w->woken_head) {
+        struct corio__qnode *q = w->woken_head;
+        w->woken_head = q->next;
+        if (!w->woken_head)
+            w->woken_tail = NULL;
+        corio__stat_add(w->woken_n, -1);
+        corio__runq_push_owner(&w->runq, q, &w->rt->inject);
+    }
+}
+
+static void schedule_on(struct corio_rt *rt, struct corio__snode *n, bool lifo, bool woken)
 {
     struct corio__worker *w = corio__worker_current();
     if (!w || w->rt != rt) {
@@ -76,8 +111,16 @@ void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
             return;   /* a thief took the previous one meanwhile */
         n = prev;
     }
-    push_local(w, n);
+    if (woken)
+        push_woken(w, n);
+    else
+        push_local(w, n);
     corio__idle_notify(rt);
+}
+
+void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
+{
+    schedule_on(rt, n, lifo, false);
 }
 
 void corio__task_wake(struct corio_task *t)
@@ -98,7 +141,7 @@ void corio__task_wake(struct corio_task *t)
         if (atomic_compare_exchange_weak_explicit(&t->sched, &s, next, memory_order_acq_rel,
                                                   memory_order_acquire)) {
             if (next == TS_SCHEDULED)
-                corio__schedule(t->fut.rt, &t->node, true);
+                schedule_on(t->fut.rt, &t->node, true, true);
             return;
         }
     }
@@ -298,6 +341,8 @@ static struct corio__snode *next_local(struct corio__worker *w)
     if (atomic_load_explicit(&w->pinned, memory_order_relaxed) ||
         atomic_load_explicit(&w->inbox, memory_order_relaxed))
         return take_pinned(w);
+    if (w->woken_head)
+        refill_woken(w);
     if (atomic_load_explicit(&w->tick, memory_order_relaxed) % GLOBAL_QUEUE_INTERVAL == 0) {
         /* DESIGN.md: a busy worker reaps its completions and timers every
          * 61 ticks too, without blocking. */

@@ -432,6 +432,65 @@ static void sched_task_tree_on_many_workers(void **state)
     }
 }
 
+/* ---- a mass wake-up from one worker loses nobody ---- */
+
+/* One completion wakes far more tasks than a local queue holds (256): the
+ * overflow waits in the waking worker's woken list (core/sched.c) and must
+ * all run, on any worker. */
+#define MASS_WAKE (SANITIZED ? 1000 : 5000)
+
+struct mass {
+    corio_future *gate;
+    atomic_int parked, resumed;
+};
+
+static void *wait_gate(void *arg)
+{
+    struct mass *m = arg;
+    atomic_fetch_add(&m->parked, 1);
+    int rc = corio_await(m->gate, NULL);
+    atomic_fetch_add(&m->resumed, 1);
+    return (void *)(intptr_t)rc;
+}
+
+static void *mass_wake(void *arg)
+{
+    struct mass *m = arg;
+    corio_task **ts = malloc(MASS_WAKE * sizeof *ts);
+    if (!ts || corio_future_create(&m->gate) < 0)
+        return (void *)-1;
+    for (int i = 0; i < MASS_WAKE; i++)
+        if (corio_spawn(&ts[i], wait_gate, m) < 0)
+            return (void *)-1;
+    while (atomic_load(&m->parked) < MASS_WAKE)
+        corio_sleep(CORIO_MSEC);
+    corio_sleep(5 * CORIO_MSEC);   /* the last ones are suspended, not just counted */
+    corio_future_set_result(m->gate, NULL);
+    intptr_t bad = 0;
+    for (int i = 0; i < MASS_WAKE; i++) {
+        void *v = (void *)-1;
+        if (corio_await(ts[i], &v) < 0 || v != NULL)
+            bad++;
+        corio_task_unref(ts[i]);
+    }
+    free(ts);
+    corio_future_unref(m->gate);
+    return (void *)bad;
+}
+
+static void sched_mass_wakeup_runs_every_task(void **state)
+{
+    (void)state;
+    for (unsigned nw = 2; nw <= 4; nw += 2) {
+        struct mass m = {0};
+        corio_rt_options o = workers(nw);
+        void *bad = (void *)-1;
+        assert_int_equal(corio_run(mass_wake, &m, &o, &bad), 0);
+        assert_int_equal((intptr_t)bad, 0);
+        assert_int_equal(atomic_load(&m.resumed), MASS_WAKE);
+    }
+}
+
 /* ---- a task in a busy worker's LIFO slot still runs ---- */
 
 struct rescue {
@@ -482,6 +541,7 @@ int main(void)
         cmocka_unit_test(sched_idle_workers_use_no_cpu),
         cmocka_unit_test(sched_task_tree_on_many_workers),
         cmocka_unit_test(sched_monitor_rescues_lifo_behind_long_step),
+        cmocka_unit_test(sched_mass_wakeup_runs_every_task),
         cmocka_unit_test(sched_pingpong_loses_no_wakeup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
