@@ -321,6 +321,8 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
         u->inflight++;
         return;
     }
+    if (res == -EAGAIN && (op->state & CORIO__OP_CANCELING))
+        res = -ECANCELED;   /* stopped before it could wait for readiness */
     corio__io_complete(op, res);
     corio__stat_add(w->m_io_completed, 1);
 }

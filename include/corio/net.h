@@ -102,8 +102,10 @@ CORIO_API ssize_t corio_sock_sendmsg(int fd, const struct msghdr *msg, int flags
 CORIO_API int corio_sock_shutdown(int fd, int how);
 
 /* corio_close - close @fd through the worker's backend. Returns 0 or
- * -errno (-EBADF). Outside a task it closes directly.
- * Call from: anywhere. */
+ * -errno (-EBADF). Outside a task it closes directly. Closing does not end
+ * another task's operation in flight on @fd (the kernel keeps the socket
+ * open for it): cancel that task, or corio_sock_shutdown() first, which
+ * makes a pending recv return 0. Call from: anywhere. */
 CORIO_API int corio_close(int fd);
 
 /* corio_read / corio_write - read(2) / write(2) on any descriptor (pipes,
