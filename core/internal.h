@@ -308,6 +308,7 @@ bool corio__task_take_cancel(struct corio_task *t);
 char *corio__task_cancel_msg(struct corio_task *t);
 
 /* core/registry.c */
+#define CORIO__NOT_REGISTERED UINT32_MAX   /* reg_shard of internal tasks (the runner) */
 int corio__registry_init(struct corio_rt *rt);
 void corio__registry_fini(struct corio_rt *rt);
 void corio__registry_add(struct corio_rt *rt, struct corio_task *t, unsigned shard);

@@ -17,7 +17,7 @@
 
 #include "internal.h"
 
-#define NOT_REGISTERED UINT32_MAX
+#define NOT_REGISTERED CORIO__NOT_REGISTERED
 #define RETIRE_BATCH 32   /* foreign exits published per CAS on a shard */
 
 int corio__registry_init(struct corio_rt *rt)

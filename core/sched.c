@@ -175,7 +175,9 @@ static void task_retire(struct corio__worker *w, struct corio_task *t)
     }
     if (t->stack_reserved)
         atomic_fetch_sub_explicit(&rt->stack_reserved, t->stack_reserved, memory_order_relaxed);
-    corio__stat_add(w->m_ended, 1);
+    /* Internal tasks were never counted as spawned (corio_rt_alive_tasks). */
+    if (t->reg_shard != CORIO__NOT_REGISTERED)
+        corio__stat_add(w->m_ended, 1);
     corio__registry_retire(rt, t, w);
 }
 
