@@ -349,12 +349,19 @@ void corio__debug_step_end(struct corio__worker *w, struct corio_task *t);
                           atomic_load_explicit(&(counter), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 
-/* Runnable work is waiting in @w's LIFO slot or run queue (any thread; a
- * snapshot). */
-static inline bool corio__worker_has_queued(struct corio__worker *w)
+/* Runnable work another worker can take from @w: its LIFO slot or run queue
+ * (any thread; a snapshot). */
+static inline bool corio__worker_has_stealable(struct corio__worker *w)
 {
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
-           !corio__runq_is_empty(&w->runq) ||
+           !corio__runq_is_empty(&w->runq);
+}
+
+/* Runnable work of any kind waits for @w: also what only @w may run (tasks
+ * that migrated to it, woken tasks waiting for room). Any thread; a snapshot. */
+static inline bool corio__worker_has_queued(struct corio__worker *w)
+{
+    return corio__worker_has_stealable(w) ||
            atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
            atomic_load_explicit(&w->pinned, memory_order_relaxed) ||
            atomic_load_explicit(&w->woken_n, memory_order_relaxed);

@@ -28,7 +28,7 @@ static void check_workers(struct corio_rt *rt, uint64_t *last_tick)
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct corio__worker *w = &rt->workers[i];
         uint64_t tick = atomic_load_explicit(&w->tick, memory_order_relaxed);
-        if (tick == last_tick[i] && corio__worker_has_queued(w))
+        if (tick == last_tick[i] && corio__worker_has_stealable(w))
             corio__idle_notify(rt);
         last_tick[i] = tick;
     }

@@ -424,12 +424,25 @@ static struct corio__snode *search(struct corio__worker *w)
     return n ? n : take_global(w);
 }
 
+/* Work anywhere: the runtime may not stop while there is some. */
 static bool work_pending(struct corio_rt *rt)
 {
     if (!corio__inject_is_empty(&rt->inject))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (corio__worker_has_queued(&rt->workers[i]))
+            return true;
+    return false;
+}
+
+/* Work this worker could take (owner-only lists of others excluded: waking
+ * or spinning for those would only burn CPU). */
+static bool work_stealable(struct corio_rt *rt)
+{
+    if (!corio__inject_is_empty(&rt->inject))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (corio__worker_has_stealable(&rt->workers[i]))
             return true;
     return false;
 }
@@ -444,7 +457,7 @@ static void park(struct corio__worker *w)
     corio__idle_to_parked(rt, w->id, was_searching);
     /* After the seq_cst transition: a producer that pushed before it either
      * saw us listed (and wakes us) or its work is visible here. */
-    if (work_pending(rt) || atomic_load_explicit(&rt->stopping, memory_order_acquire))
+    if (work_stealable(rt) || atomic_load_explicit(&rt->stopping, memory_order_acquire))
         corio__idle_notify(rt);
     corio__stat_add(w->m_parks, 1);
     for (;;) {

@@ -108,26 +108,28 @@ static int one_round(struct watch *w)
 {
     if (corio_future_create(&w->ran) < 0)
         return -ENOMEM;
+    /* Ours: w itself stays alive through the task's own reference. */
+    corio_future *ran = w->ran;
     corio_handle *h = NULL;
-    corio_future_ref(w->ran);
+    corio_future_ref(ran);
     atomic_fetch_add_explicit(&w->refs, 1, memory_order_relaxed);
     int rc = corio_call_soon(&h, run_callback, w);
     if (rc < 0) {
-        corio_future_unref(w->ran);
+        corio_future_unref(ran);
         atomic_fetch_sub_explicit(&w->refs, 1, memory_order_relaxed);
     } else {
-        rc = corio_future_await(w->ran, NULL);
+        rc = corio_future_await(ran, NULL);
         /* Cancelled while the callback waits to run: keep it from running
          * and drop the references it would have dropped. */
         if (rc < 0 && corio_handle_cancel(h) == 1) {
-            corio_future_unref(w->ran);
+            corio_future_unref(ran);
             watch_unref(w);
         }
         corio_handle_unref(h);
     }
     /* w->ran stays: a callback that started before a cancellation may not
      * have read it yet (it holds its own reference to the future). */
-    corio_future_unref(w->ran);
+    corio_future_unref(ran);
     return rc;
 }
 
