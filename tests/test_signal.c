@@ -18,14 +18,10 @@
  * waits for more than a few seconds: a child that hangs is killed and the
  * case fails.
  *
- * Under TSan on io_uring, the cases that wait for a delivery are skipped:
- * TSan runs a handler only at the receiving thread's next intercepted call,
- * queued with whichever fiber ran at that moment, so a signal that lands on
- * a worker blocked in io_uring_enter (a raw system call TSan does not see)
- * can wait for ever. Native and ASan builds deliver at once, and the epoll
- * backend's epoll_wait is intercepted, so there they run, except the two
- * SIGINT-in-a-child cases: TSan also delays the handler's own re-raise of
- * SIGINT, so under TSan they are skipped on both backends.
+ * Every case also runs under TSan on both backends: TSan runs a signal's
+ * handler only when the receiving thread runs instrumented code again, and
+ * parked workers come back every 50 ms in TSan builds for that reason
+ * (core/park.c), so a signal never waits on a worker blocked in the kernel.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -40,33 +36,6 @@
 #include "corio/signal.h"
 
 #include "testutil.h"
-
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#endif
-
-/* See the top of the file. */
-static void need_delivery(void)
-{
-#ifdef UNDER_TSAN
-    const char *b = getenv("CORIO_BACKEND");
-    if (!b || strcmp(b, "epoll") != 0)
-        skip();
-#endif
-}
-
-/* The child cases: under TSan, skipped on every backend. */
-static void need_native_signals(void)
-{
-#ifdef UNDER_TSAN
-    skip();
-#endif
-}
 
 #define WAIT_MS 3000   /* how long a task waits for a callback (each 1 ms sleep) */
 
@@ -172,7 +141,6 @@ static void basic_body(unsigned workers)
 static void signal_handler_runs_on_kill_and_raise(void **state)
 {
     (void)state;
-    need_delivery();
     on_worker_counts(basic_body, 1, 3);
 }
 
@@ -214,7 +182,6 @@ static void signal_replace_and_remove(void **state)
     struct replace s = {0};
 
     (void)state;
-    need_delivery();
     run_main_checked(2, replace_main, &s, &s.ck);
     assert_true(s.installed_while_added);
     assert_int_equal(atomic_load(&s.a.n), 0);
@@ -330,7 +297,6 @@ static void burst_body(unsigned workers)
 static void signal_burst_coalesces(void **state)
 {
     (void)state;
-    need_delivery();
     on_worker_counts(burst_body, 1, 2);
 }
 
@@ -416,7 +382,6 @@ static void signal_one_runtime_per_signal(void **state)
     struct busy s = {0};
 
     (void)state;
-    need_delivery();
     run_main_checked(1, busy_main, &s, &s.ck);
     assert_int_equal(s.run_rc, 0);
     assert_int_equal(s.add_taken, -EBUSY);
@@ -474,7 +439,6 @@ static void signal_sigint_custom_disposition_left_alone(void **state)
     struct sigint_local s = {0};
 
     (void)state;
-    need_delivery();
     set_prev_handler(SIGINT);
     run_main_checked(2, sigint_custom_main, &s, &s.ck);
     assert_false(s.armed);
@@ -508,7 +472,6 @@ static void signal_sigint_user_handler_takes_precedence(void **state)
     struct sigint_local s = {0};
 
     (void)state;
-    need_delivery();
     run_main_checked(2, sigint_user_main, &s, &s.ck);
     assert_false(s.cancelled);
     assert_true(s.armed);
@@ -617,7 +580,6 @@ static void sigint_cancel_body(unsigned workers)
 static void signal_sigint_cancels_main(void **state)
 {
     (void)state;
-    need_native_signals();
     sigint_cancel_body(1);
     sigint_cancel_body(2);
     sigint_cancel_body(4);
@@ -641,7 +603,6 @@ static void sigint_second_body(unsigned workers)
 static void signal_second_sigint_kills(void **state)
 {
     (void)state;
-    need_native_signals();
     sigint_second_body(1);
     sigint_second_body(2);
 }
