@@ -23,22 +23,32 @@ struct corio_handle *corio__handle_new(struct corio_rt *rt, uint32_t refs)
     return h;
 }
 
-int corio_call_soon(corio_handle **out, corio_callback_fn fn, void *arg)
+int corio__callback_new(struct corio_handle **h, corio_handle **out, corio_callback_fn fn,
+                        void *arg)
 {
     if (!fn)
         return -EINVAL;
     struct corio__worker *w = corio__worker_current();
     if (!w)
         return -EPERM;
-    struct corio_handle *h = corio__handle_new(w->rt, out ? 2 : 1);
-    if (!h)
+    /* One reference for the queue (or timer), one for the caller's @out. */
+    *h = corio__handle_new(w->rt, out ? 2 : 1);
+    if (!*h)
         return -ENOMEM;
-    h->fn = fn;
-    h->arg = arg;
+    (*h)->fn = fn;
+    (*h)->arg = arg;
     if (out)
-        *out = h;
-    corio__schedule(w->rt, &h->node, false);
+        *out = *h;
     return 0;
+}
+
+int corio_call_soon(corio_handle **out, corio_callback_fn fn, void *arg)
+{
+    struct corio_handle *h;
+    int rc = corio__callback_new(&h, out, fn, arg);
+    if (rc == 0)
+        corio__schedule(h->rt, &h->node, false);
+    return rc;
 }
 
 void corio__handle_drop(struct corio_handle *h)

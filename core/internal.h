@@ -323,6 +323,10 @@ int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,
 
 /* core/callback.c */
 struct corio_handle *corio__handle_new(struct corio_rt *rt, uint32_t refs);
+/* A call_soon/call_at handle for @fn(@arg) on the current worker, not yet
+ * queued: 0 and *@h (and *@out, when given), -EINVAL, -EPERM, -ENOMEM. */
+int corio__callback_new(struct corio_handle **h, corio_handle **out, corio_callback_fn fn,
+                        void *arg);
 void corio__handle_run(struct corio_handle *h);
 void corio__handle_drop(struct corio_handle *h);
 

@@ -424,26 +424,18 @@ static struct corio__snode *search(struct corio__worker *w)
     return n ? n : take_global(w);
 }
 
-/* Work anywhere: the runtime may not stop while there is some. */
-static bool work_pending(struct corio_rt *rt)
+/* Work anywhere (@all: also the owner-only lists, migrated and woken-overflow
+ * tasks: the runtime may not stop while there is some), or only work any
+ * worker could take (waking or rescuing for the rest would burn CPU). */
+static bool work_queued(struct corio_rt *rt, bool all)
 {
     if (!corio__inject_is_empty(&rt->inject))
         return true;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if (corio__worker_has_queued(&rt->workers[i]))
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct corio__worker *v = &rt->workers[i];
+        if (all ? corio__worker_has_queued(v) : corio__worker_has_stealable(v))
             return true;
-    return false;
-}
-
-/* Work this worker could take (owner-only lists of others excluded: waking
- * or spinning for those would only burn CPU). */
-static bool work_stealable(struct corio_rt *rt)
-{
-    if (!corio__inject_is_empty(&rt->inject))
-        return true;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if (corio__worker_has_stealable(&rt->workers[i]))
-            return true;
+    }
     return false;
 }
 
@@ -457,7 +449,7 @@ static void park(struct corio__worker *w)
     corio__idle_to_parked(rt, w->id, was_searching);
     /* After the seq_cst transition: a producer that pushed before it either
      * saw us listed (and wakes us) or its work is visible here. */
-    if (work_stealable(rt) || atomic_load_explicit(&rt->stopping, memory_order_acquire))
+    if (work_queued(rt, false) || atomic_load_explicit(&rt->stopping, memory_order_acquire))
         corio__idle_notify(rt);
     corio__stat_add(w->m_parks, 1);
     for (;;) {
@@ -486,7 +478,7 @@ void corio__worker_main(struct corio__worker *w)
         if (!n)
             n = search(w);
         if (!n) {
-            if (atomic_load_explicit(&rt->stopping, memory_order_acquire) && !work_pending(rt))
+            if (atomic_load_explicit(&rt->stopping, memory_order_acquire) && !work_queued(rt, true))
                 break;
             park(w);
             continue;

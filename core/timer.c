@@ -151,21 +151,13 @@ static void handle_fire(struct corio__timer *tm)
 
 int corio_call_at(corio_handle **out, uint64_t when_ns, corio_callback_fn fn, void *arg)
 {
-    if (!fn)
-        return -EINVAL;
-    struct corio__worker *w = corio__worker_current();
-    if (!w)
-        return -EPERM;
-    struct corio_handle *h = corio__handle_new(w->rt, out ? 2 : 1);
-    if (!h)
-        return -ENOMEM;
-    h->fn = fn;
-    h->arg = arg;
+    struct corio_handle *h;
+    int rc = corio__callback_new(&h, out, fn, arg);
+    if (rc < 0)
+        return rc;
     h->when = when_ns ? when_ns : 1;
     corio__timer_init(&h->timer, handle_fire);
-    corio__wheel_insert(w->wheel, &h->timer, when_ns);
-    if (out)
-        *out = h;
+    corio__wheel_insert(corio__worker_current()->wheel, &h->timer, when_ns);
     return 0;
 }
 
