@@ -15,6 +15,7 @@
     X(EAGAIN, "not done yet, or would block")                                  \
     X(ETIMEDOUT, "timed out")                                                  \
     X(EBUSY, "the runtime is running, or the caller is one of its workers")    \
+    X(ESHUTDOWN, "shut down: the runtime or executor accepts no more work")   \
     X(ENOENT, "nothing left")
 
 const char *corio_strerror(int err)

@@ -235,6 +235,13 @@ struct corio_rt {
     bool start_go;
     /* io/signal.c: its handlers are gone; none may be added (under its lock) */
     bool sig_closed;
+    /* core/xthread.c: other threads' spawns and callbacks, the shutdown hook */
+    atomic_bool closing;                    /* main ended: no more from outside */
+    _Atomic uint32_t ext_entering;          /* outside callers past the gate */
+    _Atomic uint64_t ext_spawned;           /* tasks spawned off this rt's workers */
+    void (*shutdown_hook)(struct corio_rt *rt, void *arg);
+    void *shutdown_hook_arg;
+    _Atomic(void *) default_executor;       /* pool/: created lazily */
 };
 
 /* ---- cross-file internal API ---- */
@@ -300,6 +307,9 @@ void corio__object_created(struct corio_rt *rt);
 void corio__object_freed(struct corio_rt *rt);
 
 /* core/task.c */
+/* corio_spawn_ex() on @rt from @w, its worker, or from any thread (@w NULL). */
+int corio__spawn_in(struct corio_rt *rt, struct corio__worker *w, corio_task **out, corio_fn fn,
+                    void *arg, const corio_spawn_options *opts);
 void corio__task_cache_fini(struct corio__worker *w);
 void corio__task_free(struct corio_task *t);
 void corio__task_run_entry(void *value);
@@ -320,6 +330,28 @@ void corio__registry_exclude(struct corio_task *t);
 uint64_t corio__registry_count(struct corio_rt *rt);
 int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,
                              const struct corio_task *except);
+
+/* core/xthread.c: what other threads may hand to a runtime (pool/ builds
+ * run_coroutine_threadsafe, call_soon_threadsafe and run's executor shutdown
+ * on these). Until @rt's main task has ended (also before corio_rt_run()),
+ * spawn_threadsafe and call_soon_threadsafe queue their work on @rt's global
+ * queue from any thread; from then on they return -ESHUTDOWN, so nothing
+ * arrives that shutdown would miss. Errors also -EINVAL (NULL), -ENOMEM. */
+int corio__rt_spawn_threadsafe(struct corio_rt *rt, corio_task **out, corio_fn fn, void *arg,
+                               const corio_spawn_options *opts);
+int corio__rt_call_soon_threadsafe(struct corio_rt *rt, corio_handle **out,
+                                   corio_callback_fn fn, void *arg);
+/* The runner calls @fn(@rt, @arg) from its task once every task has ended
+ * after main (it may await; tasks it spawns are cancelled after it). One
+ * hook per runtime: a later call replaces it. */
+void corio__rt_set_shutdown_hook(struct corio_rt *rt, void (*fn)(struct corio_rt *rt, void *arg),
+                                 void *arg);
+void *corio__rt_default_executor(struct corio_rt *rt);
+/* Install @ex when none is installed: true when installed. */
+bool corio__rt_install_default_executor(struct corio_rt *rt, void *ex);
+/* The runner: shut the gate (and wait for callers already past it). */
+void corio__rt_close_gate(struct corio_rt *rt);
+void corio__rt_run_shutdown_hook(struct corio_rt *rt);
 
 /* core/callback.c */
 struct corio_handle *corio__handle_new(struct corio_rt *rt, uint32_t refs);

@@ -149,11 +149,11 @@ void corio__registry_exclude(struct corio_task *t)
     t->reg_shard = NOT_REGISTERED;
 }
 
-/* Spawned minus ended, from per-worker counters (a task may end on another
+/* Spawned minus ended, from per-worker counters (and the external spawns) (a task may end on another
  * worker than its spawner's, so one worker's difference can be negative). */
 uint64_t corio__registry_count(struct corio_rt *rt)
 {
-    int64_t n = 0;
+    int64_t n = (int64_t)atomic_load_explicit(&rt->ext_spawned, memory_order_relaxed);
     for (unsigned i = 0; i < rt->nworkers; i++)
         n += (int64_t)(atomic_load_explicit(&rt->workers[i].m_spawned, memory_order_relaxed) -
                        atomic_load_explicit(&rt->workers[i].m_ended, memory_order_relaxed));

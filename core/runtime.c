@@ -6,7 +6,9 @@
  * (not listed by corio_all_tasks()) that spawns the main task, awaits it and
  * then shuts down in asyncio.run()'s order: cancel every task still alive,
  * wait for them (again, for tasks spawned meanwhile), report the errors that
- * surfaced, then tell the workers to stop. Workers leave their loop once
+ * surfaced, shut the default executor down (pool/'s shutdown hook), then
+ * tell the workers to stop. Other threads' spawns and callbacks are refused
+ * from the moment main has ended (core/xthread.c). Workers leave their loop once
  * stopping is set and no work is left, and the caller joins them.
  *
  * After destroy, objects the user still references (a main task handle,
@@ -188,6 +190,14 @@ static void *runner_main(void *arg)
         if (atomic_load_explicit(&f->state, memory_order_acquire) == FUT_FAILED)
             corio__report(rt, "main task failed", r->main, f);
     }
+    /* From here other threads can hand in nothing more (core/xthread.c);
+     * what they handed in before is registered or queued, so the rounds
+     * below see it. */
+    corio__rt_close_gate(rt);
+    while (cancel_round(rt, corio_current_task()) > 0)
+        ;
+    /* asyncio.run: shutdown_default_executor() once the tasks are gone. */
+    corio__rt_run_shutdown_hook(rt);
     /* Then loop.close(): signal handlers go (SIGINT is restored), and what
      * their last callbacks spawned is cancelled in turn. */
     do {

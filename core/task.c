@@ -112,7 +112,15 @@ int corio_spawn_ex(corio_task **out, corio_fn fn, void *arg, const corio_spawn_o
     struct corio__worker *w = corio__worker_current();
     if (!w)
         return -EPERM;
-    struct corio_rt *rt = w->rt;
+    return corio__spawn_in(w->rt, w, out, fn, arg, opts);
+}
+
+/* @w NULL: from a thread that is not one of @rt's workers; the task then
+ * comes from malloc, joins the registry's external shard and goes to the
+ * global queue (corio__schedule sees no worker of @rt). */
+int corio__spawn_in(struct corio_rt *rt, struct corio__worker *w, corio_task **out, corio_fn fn,
+                    void *arg, const corio_spawn_options *opts)
+{
     size_t stack_size = opts ? opts->stack_size : 0;
     if (stack_size && (stack_size < CORIO_STACK_MIN_SIZE || stack_size > CORIO_STACK_MAX_SIZE))
         return -EINVAL;
@@ -131,7 +139,7 @@ int corio_spawn_ex(corio_task **out, corio_fn fn, void *arg, const corio_spawn_o
             return -ENOMEM;
         }
     }
-    struct corio_task *t = task_alloc(w);
+    struct corio_task *t = w ? task_alloc(w) : malloc(sizeof *t);
     char *name = opts && opts->name ? strdup(opts->name) : NULL;
     if (!t || (opts && opts->name && !name)) {
         task_release(w, t);
@@ -142,13 +150,18 @@ int corio_spawn_ex(corio_task **out, corio_fn fn, void *arg, const corio_spawn_o
     }
     task_init(t, rt, fn, arg, name, new_id(w), stack_size, reserve, out ? 2 : 1);
     corio__object_created(rt);
-    /* Reap what other workers retired from this shard now and then (also
-     * every 61 ticks and before parking): checking on every spawn was a
-     * cache miss per spawn while another worker publishes. */
-    if ((atomic_load_explicit(&w->m_spawned, memory_order_relaxed) & 63) == 0)
-        corio__registry_reap(rt, w->id);
-    corio__registry_add(rt, t, w->id);
-    corio__stat_add(w->m_spawned, 1);
+    if (w) {
+        /* Reap what other workers retired from this shard now and then (also
+         * every 61 ticks and before parking): checking on every spawn was a
+         * cache miss per spawn while another worker publishes. */
+        if ((atomic_load_explicit(&w->m_spawned, memory_order_relaxed) & 63) == 0)
+            corio__registry_reap(rt, w->id);
+        corio__registry_add(rt, t, w->id);
+        corio__stat_add(w->m_spawned, 1);
+    } else {
+        corio__registry_add(rt, t, rt->nworkers);
+        atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_relaxed);
+    }
     if (out)
         *out = t;
     corio__schedule(rt, &t->node, true);

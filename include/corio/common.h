@@ -9,6 +9,7 @@
  *   -ECANCELED  the awaited thing, or the awaiting task, was cancelled
  *   -EAGAIN     not done yet (asyncio's InvalidStateError for result())
  *   -ETIMEDOUT  a timeout expired
+ *   -ESHUTDOWN  the runtime, executor or queue was shut down and takes no more work
  * A failed task carries its own negative code and an optional message.
  */
 #ifndef CORIO_COMMON_H
