@@ -130,6 +130,9 @@ struct corio_task {
     struct corio__worker *migrate_to; /* SW_MIGRATE: the worker to continue on */
     uint64_t step_start_ns;           /* debug mode */
     struct corio__waiter self_waiter; /* used by corio_future_await() */
+    /* contextvars (core/context.c): an immutable shared map, NULL = empty;
+     * read and replaced only by the task itself (and copied at its spawns) */
+    struct corio__context *ctx;
     /* registry (core/registry.c): alive tasks, under the shard's lock */
     struct corio_task *reg_prev, *reg_next;
     unsigned reg_shard;
@@ -316,6 +319,12 @@ void corio__task_run_entry(void *value);
 int corio__task_cancel_request(struct corio_task *t, const char *msg);
 bool corio__task_take_cancel(struct corio_task *t);
 char *corio__task_cancel_msg(struct corio_task *t);
+
+/* core/context.c: task-local context maps. ref takes a non-NULL map;
+ * unref ignores NULL; both from any thread. */
+struct corio__context;
+struct corio__context *corio__context_ref(struct corio__context *c);
+void corio__context_unref(struct corio__context *c);
 
 /* core/registry.c */
 #define CORIO__NOT_REGISTERED UINT32_MAX   /* reg_shard of internal tasks (the runner) */

@@ -73,6 +73,7 @@ static void task_init(struct corio_task *t, struct corio_rt *rt, corio_fn fn, vo
     t->id = id;
     t->budget = 0;
     t->step_start_ns = 0;
+    t->ctx = NULL;
 }
 
 static void task_release(struct corio__worker *w, struct corio_task *t)
@@ -149,6 +150,9 @@ int corio__spawn_in(struct corio_rt *rt, struct corio__worker *w, corio_task **o
         return -ENOMEM;
     }
     task_init(t, rt, fn, arg, name, new_id(w), stack_size, reserve, out ? 2 : 1);
+    /* contextvars: the child starts with the spawning task's values. */
+    if (w && w->current && w->current->ctx)
+        t->ctx = corio__context_ref(w->current->ctx);
     corio__object_created(rt);
     if (w) {
         /* Reap what other workers retired from this shard now and then (also
@@ -180,6 +184,7 @@ void corio__task_free(struct corio_task *t)
     corio__future_fini(&t->fut);
     free(t->name);
     free(t->cancel_msg);
+    corio__context_unref(t->ctx);
     struct corio__worker *w = corio__worker_current();
     task_release(w && w->rt == rt ? w : NULL, t);
     corio__object_freed(rt);

@@ -87,6 +87,13 @@ static void wait_woken(struct corio__wq_node *n)
         sched_yield();
 }
 
+/* asyncio: a task cancelled after its future was set still raises
+ * CancelledError at that await (the primitive then passes the grant on). */
+static int woken(struct corio_task *t)
+{
+    return corio__task_take_cancel(t) ? CORIO__WQ_WOKEN_CANCELLED : 0;
+}
+
 int corio__wq_wait(struct corio__waitq *q, struct corio__spin *lk, struct corio__wq_node *n)
 {
     struct corio_task *t = n->task;
@@ -94,7 +101,7 @@ int corio__wq_wait(struct corio__waitq *q, struct corio__spin *lk, struct corio_
     for (;;) {
         uint32_t s = atomic_load_explicit(&n->state, memory_order_acquire);
         if (s == WQ_WOKEN)
-            return 0;
+            return woken(t);
         if (s == WQ_WAITING && corio__task_take_cancel(t)) {
             corio__spin_lock(lk);
             if (atomic_load_explicit(&n->state, memory_order_relaxed) == WQ_WAITING) {
@@ -108,7 +115,7 @@ int corio__wq_wait(struct corio__waitq *q, struct corio__spin *lk, struct corio_
         }
         if (s == WQ_WAKING) {
             wait_woken(n);
-            return 0;
+            return woken(t);
         }
         /* A wake that arrives before the switch completes sets NOTIFIED and
          * this returns at once; the loop re-reads the state. */

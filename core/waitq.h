@@ -17,10 +17,12 @@
  * lock, so nothing can overtake a woken waiter. A waiter that is cancelled
  * races its waker under the lock: either it unlinks itself first
  * (corio__wq_wait() returns -ECANCELED, and nothing was given to it), or the
- * waker unlinked it first (corio__wq_wait() returns CORIO__WQ_WOKEN_CANCELLED):
- * then the primitive passes what it was given on to the next waiter, or
- * keeps it and re-arms the cancellation for the task's next await. So no
- * wake-up is ever lost.
+ * waker unlinked it first, or the cancellation arrived after the wake but
+ * before the task ran again (corio__wq_wait() returns
+ * CORIO__WQ_WOKEN_CANCELLED, as asyncio raises CancelledError at an await
+ * whose future is already set): then the primitive passes what it was
+ * given on to the next waiter, or keeps it and re-arms the cancellation for
+ * the task's next await. So no wake-up is ever lost.
  *
  * Only tasks wait (plain threads use the concurrent futures of pool/).
  */

@@ -13,5 +13,8 @@
 #include "file.h"
 #include "signal.h"
 #include "stream.h"
+#include "sync.h"
+#include "taskgroup.h"
+#include "context.h"
 
 #endif

@@ -49,6 +49,10 @@ static const struct workload workloads[] = {
     { "yield", "one task yields N times on 1 worker", 10000000, bench_yield, "ns_per_op", NULL,
       false },
     { "switch", "N bare fiber switches", 20000000, bench_switch, "ns_per_switch", NULL, false },
+    { "lock", "one task acquires+releases a corio_lock N times (1 worker)", 10000000,
+      bench_lock, "ns_per_op", NULL, false },
+    { "lock_contended", "4 tasks do N/4 times lock; counter++; unlock", 2000000,
+      bench_lock_contended, NULL, NULL, false },
 };
 
 char bench_extra[128];

@@ -1,13 +1,14 @@
 // Command peer-go is the Go peer of corio-bench: W1 spawn, W2 pingpong,
-// W3 chain, yield, W4 timers, W7 memory, and the W8 http and W9 echo
-// servers, as shared/bench/WORKLOADS.md defines them.
+// W3 chain, yield, W4 timers, W7 memory, lock, lock_contended, queue, and
+// the W8 http and W9 echo servers, as shared/bench/WORKLOADS.md and
+// perf/bench (lock.c, queue) define them.
 //
-// Usage: peer-go <W1|W2|W3|W4|W7|yield> [N] [--workers K]
+// Usage: peer-go <W1|W2|W3|W4|W7|yield|lock|lock_contended|queue> [N] [--workers K]
 //
 //	peer-go <W8|W9> serve [--port P] [--workers K]
 //
-// W1-W4, W7 and the servers run with GOMAXPROCS=K (default 2); yield runs
-// with GOMAXPROCS=1. Each workload checks its own result (exit 1 when wrong),
+// W1-W4, W7, lock_contended, queue and the servers run with GOMAXPROCS=K
+// (default 2); yield and lock run with GOMAXPROCS=1. Each workload checks its own result (exit 1 when wrong),
 // times itself with time.Now (monotonic) around the workload only, and prints
 // one line:
 //
@@ -44,7 +45,7 @@ type args struct {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: peer-go <W1|W2|W3|W4|W7|yield> [N] [--workers K]\n"+
+	fmt.Fprintln(os.Stderr, "usage: peer-go <W1|W2|W3|W4|W7|yield|lock|lock_contended|queue> [N] [--workers K]\n"+
 		"       peer-go <W8|W9> serve [--port P] [--workers K]")
 	os.Exit(2)
 }
@@ -102,9 +103,17 @@ func parseArgs() args {
 		if !haveN {
 			a.n = 100000
 		}
-	case "yield":
+	case "yield", "lock":
 		if !haveN {
 			a.n = 10000000
+		}
+	case "lock_contended":
+		if !haveN {
+			a.n = 2000000
+		}
+	case "queue":
+		if !haveN {
+			a.n = 1000000
 		}
 	case "W8", "W9":
 	default:
@@ -210,6 +219,87 @@ func yieldLoop(n uint64) (time.Duration, error) {
 	wall := time.Since(t0)
 	if count != n {
 		return 0, fmt.Errorf("count %d, want %d", count, n)
+	}
+	return wall, nil
+}
+
+// lockLoop is lock: one goroutine locks and unlocks a sync.Mutex n times
+// (uncontended) on GOMAXPROCS=1, counting under the lock.
+func lockLoop(n uint64) (time.Duration, error) {
+	var mu sync.Mutex
+	var counter uint64
+	done := make(chan struct{})
+	t0 := time.Now()
+	go func() {
+		for i := uint64(0); i < n; i++ {
+			mu.Lock()
+			counter++
+			mu.Unlock()
+		}
+		close(done)
+	}()
+	<-done
+	wall := time.Since(t0)
+	if counter != n {
+		return 0, fmt.Errorf("counter %d, want %d", counter, n)
+	}
+	return wall, nil
+}
+
+// lockContended is lock_contended: 4 goroutines each do n/4 times
+// Lock; counter++; Unlock (the last takes the remainder) on GOMAXPROCS=K.
+func lockContended(n uint64) (time.Duration, error) {
+	const contenders = 4
+	var mu sync.Mutex
+	var counter uint64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	wg.Add(contenders)
+	for i := uint64(0); i < contenders; i++ {
+		ops := n / contenders
+		if i == contenders-1 {
+			ops += n % contenders
+		}
+		go func(ops uint64) {
+			for j := uint64(0); j < ops; j++ {
+				mu.Lock()
+				counter++
+				mu.Unlock()
+			}
+			wg.Done()
+		}(ops)
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	if counter != n {
+		return 0, fmt.Errorf("counter %d, want %d", counter, n)
+	}
+	return wall, nil
+}
+
+// queue is queue: a producer goroutine sends 1..n through a buffered
+// channel of capacity 128 to one consumer goroutine, which checks the sum.
+func queue(n uint64) (time.Duration, error) {
+	ch := make(chan uint64, 128)
+	sum := make(chan uint64, 1)
+	t0 := time.Now()
+	go func() {
+		var s uint64
+		for v := range ch {
+			s += v
+		}
+		sum <- s
+	}()
+	go func() {
+		for i := uint64(1); i <= n; i++ {
+			ch <- i
+		}
+		close(ch)
+	}()
+	got := <-sum
+	wall := time.Since(t0)
+	if want := n * (n + 1) / 2; got != want {
+		return 0, fmt.Errorf("sum %d, want %d", got, want)
 	}
 	return wall, nil
 }
@@ -417,13 +507,20 @@ func main() {
 	case "yield":
 		runtime.GOMAXPROCS(1)
 		wall, err = yieldLoop(a.n)
+	case "lock":
+		runtime.GOMAXPROCS(1)
+		wall, err = lockLoop(a.n)
+	case "lock_contended":
+		wall, err = lockContended(a.n)
+	case "queue":
+		wall, err = queue(a.n)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "peer-go: %s: wrong result: %v\n", a.workload, err)
 		os.Exit(1)
 	}
 	s := wall.Seconds()
-	if a.workload == "yield" {
+	if a.workload == "yield" || a.workload == "lock" {
 		extra = fmt.Sprintf("ns_per_op=%.2f", s*1e9/float64(a.n))
 	}
 	fmt.Printf("RESULT workload=%s peer=go n=%d wall_s=%.6f rate=%.0f %s\n",
