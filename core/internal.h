@@ -328,6 +328,18 @@ void corio__context_unref(struct corio__context *c);
 
 /* core/registry.c */
 #define CORIO__NOT_REGISTERED UINT32_MAX   /* reg_shard of internal tasks (the runner) */
+/* Shards for tasks spawned by threads that are not workers (run_coroutine_
+ * threadsafe): each such thread sticks to one, so 4 submitting threads (W6)
+ * do not all contend on one spinlock. */
+#define CORIO__EXT_SHARDS 8
+static inline unsigned corio__registry_nshards(const struct corio_rt *rt)
+{
+    return rt->nworkers + CORIO__EXT_SHARDS;
+}
+/* The external shard of the calling thread. */
+unsigned corio__registry_external_shard(const struct corio_rt *rt);
+/* Reap every external shard (workers do it with their own). */
+void corio__registry_reap_external(struct corio_rt *rt);
 int corio__registry_init(struct corio_rt *rt);
 void corio__registry_fini(struct corio_rt *rt);
 void corio__registry_add(struct corio_rt *rt, struct corio_task *t, unsigned shard);

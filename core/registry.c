@@ -1,7 +1,8 @@
 /* core/registry.c - every task that has not ended (asyncio's all_tasks()),
  * and the runtime's reference that keeps each one alive until then.
  *
- * One shard per worker plus one for other threads, each a doubly linked list
+ * One shard per worker plus CORIO__EXT_SHARDS for other threads (each
+ * sticks to one), each a doubly linked list
  * under a spinlock: a task joins the shard of the worker that spawned it.
  * When it ends on that same worker it is unlinked at once. When it ends on
  * another worker, that worker does not take the spawner's lock (in W1, one
@@ -22,10 +23,10 @@
 
 int corio__registry_init(struct corio_rt *rt)
 {
-    rt->shards = aligned_alloc(64, sizeof *rt->shards * (rt->nworkers + 1));
+    rt->shards = aligned_alloc(64, sizeof *rt->shards * corio__registry_nshards(rt));
     if (!rt->shards)
         return -ENOMEM;
-    for (unsigned i = 0; i <= rt->nworkers; i++) {
+    for (unsigned i = 0; i < corio__registry_nshards(rt); i++) {
         corio__spin_init(&rt->shards[i].lock);
         rt->shards[i].head = NULL;
         atomic_init(&rt->shards[i].retired, NULL);
@@ -41,7 +42,7 @@ void corio__registry_fini(struct corio_rt *rt)
 
 void corio__registry_add(struct corio_rt *rt, struct corio_task *t, unsigned shard)
 {
-    if (shard > rt->nworkers)
+    if (shard >= corio__registry_nshards(rt))
         shard = rt->nworkers;
     struct corio__registry_shard *s = &rt->shards[shard];
     t->reg_shard = shard;
@@ -120,7 +121,7 @@ void corio__registry_retire(struct corio_rt *rt, struct corio_task *t, struct co
 
 void corio__registry_publish_all(struct corio_rt *rt, struct corio__worker *w)
 {
-    for (unsigned i = 0; i <= rt->nworkers; i++)
+    for (unsigned i = 0; i < corio__registry_nshards(rt); i++)
         publish(rt, w, i);
 }
 
@@ -138,9 +139,24 @@ void corio__registry_reap(struct corio_rt *rt, unsigned shard)
     }
 }
 
+unsigned corio__registry_external_shard(const struct corio_rt *rt)
+{
+    static _Atomic unsigned next;
+    static _Thread_local unsigned mine = UINT32_MAX;
+    if (mine == UINT32_MAX)
+        mine = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % CORIO__EXT_SHARDS;
+    return rt->nworkers + mine;
+}
+
+void corio__registry_reap_external(struct corio_rt *rt)
+{
+    for (unsigned i = rt->nworkers; i < corio__registry_nshards(rt); i++)
+        corio__registry_reap(rt, i);
+}
+
 void corio__registry_reap_all(struct corio_rt *rt)
 {
-    for (unsigned i = 0; i <= rt->nworkers; i++)
+    for (unsigned i = 0; i < corio__registry_nshards(rt); i++)
         corio__registry_reap(rt, i);
 }
 
@@ -172,7 +188,7 @@ int corio__registry_snapshot(struct corio_rt *rt, struct corio_task ***out,
             return -ENOMEM;
         size_t n = 0;
         bool full = false;
-        for (unsigned i = 0; i <= rt->nworkers && !full; i++) {
+        for (unsigned i = 0; i < corio__registry_nshards(rt) && !full; i++) {
             struct corio__registry_shard *s = &rt->shards[i];
             corio__spin_lock(&s->lock);
             for (struct corio_task *t = s->head; t; t = t->reg_next) {

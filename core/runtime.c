@@ -68,7 +68,7 @@ static int workers_init(struct corio_rt *rt)
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         corio__runq_init(&w->runq);
         corio__stack_cache_init(&w->stacks);
-        w->retire = calloc(rt->nworkers + 1, sizeof *w->retire);
+        w->retire = calloc(corio__registry_nshards(rt), sizeof *w->retire);
         if (!w->retire || corio__timers_init(w) < 0) {
             workers_free(rt);
             return -ENOMEM;

@@ -351,7 +351,7 @@ static struct corio__snode *next_local(struct corio__worker *w)
         corio__worker_io_tick(w);
         corio__registry_publish_all(rt, w);
         corio__registry_reap(rt, w->id);
-        corio__registry_reap(rt, rt->nworkers);   /* tasks spawned from outside */
+        corio__registry_reap_external(rt);   /* tasks spawned from outside */
         struct corio__snode *n =
             single(rt) ? NULL : snode_of(corio__inject_pop(&rt->inject));
         if (n) {
@@ -445,7 +445,7 @@ static void park(struct corio__worker *w)
     struct corio_rt *rt = w->rt;
     corio__registry_publish_all(rt, w);
     corio__registry_reap(rt, w->id);
-    corio__registry_reap(rt, rt->nworkers);
+    corio__registry_reap_external(rt);
     bool was_searching = w->searching;
     w->searching = false;
     corio__idle_to_parked(rt, w->id, was_searching);

@@ -163,7 +163,7 @@ int corio__spawn_in(struct corio_rt *rt, struct corio__worker *w, corio_task **o
         corio__registry_add(rt, t, w->id);
         corio__stat_add(w->m_spawned, 1);
     } else {
-        corio__registry_add(rt, t, rt->nworkers);
+        corio__registry_add(rt, t, corio__registry_external_shard(rt));
         atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_relaxed);
     }
     if (out)

@@ -16,5 +16,6 @@
 #include "sync.h"
 #include "taskgroup.h"
 #include "context.h"
+#include "executor.h"
 
 #endif

@@ -1,8 +1,13 @@
 //! tokio peer of corio-bench: W1 spawn, W2 pingpong, W3 chain, yield, W4
-//! timers, W7 memory, and the W8 http and W9 echo servers, as
-//! shared/bench/WORKLOADS.md defines them.
+//! timers, W5 offload, W6 xthread, W7 memory, and the W8 http and W9 echo
+//! servers, as shared/bench/WORKLOADS.md defines them.
 //!
-//! Usage: peer-tokio <W1|W2|W3|W4|W7|yield> [N] [--workers K]
+//! W5 sends its blocking calls through spawn_blocking (tokio's blocking
+//! pool, up to 512 threads) from 1000 tasks, one call each at a time; W6's
+//! 4 std threads each Handle::spawn one task at a time and block on its
+//! JoinHandle with Handle::block_on.
+//!
+//! Usage: peer-tokio <W1|W2|W3|W4|W5|W6|W7|yield> [N] [--workers K]
 //!        peer-tokio <W8|W9> serve [--port P] [--workers K]
 //!
 //! W1-W4, W7 and the servers run on the multi-thread runtime with K worker
@@ -39,7 +44,7 @@ struct Args {
 type Outcome = Result<Duration, String>;
 
 fn usage() -> ! {
-    eprintln!("usage: peer-tokio <W1|W2|W3|W4|W7|yield> [N] [--workers K]");
+    eprintln!("usage: peer-tokio <W1|W2|W3|W4|W5|W6|W7|yield> [N] [--workers K]");
     eprintln!("       peer-tokio <W8|W9> serve [--port P] [--workers K]");
     exit(2);
 }
@@ -81,7 +86,8 @@ fn parse_args() -> Args {
     }
     let default_n = match workload.as_str() {
         "W1" | "W2" | "W3" => 1_000_000,
-        "W4" | "W7" => 100_000,
+        "W4" | "W5" | "W7" => 100_000,
+        "W6" => 200_000,
         "yield" => 10_000_000,
         "W8" | "W9" => 0,
         _ => usage(),
@@ -352,6 +358,85 @@ async fn serve(port: u16, echo: bool) -> Result<(), String> {
     }
 }
 
+/// W5's blocking call i: x = i+1, then 200 rounds of xorshift.
+fn blocking_call(i: u64) -> u64 {
+    let mut x = i + 1;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
+/// W5: 1000 tasks each send one blocking call at a time to spawn_blocking,
+/// taking call indices from a shared counter until n are claimed.
+async fn offload(n: u64) -> Outcome {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let next = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut handles = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let next = next.clone();
+        handles.push(tokio::spawn(async move {
+            let mut sum = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<u64, String>(sum);
+                }
+                let x = tokio::task::spawn_blocking(move || blocking_call(i))
+                    .await
+                    .map_err(|e| format!("a blocking call failed: {e}"))?;
+                sum = sum.wrapping_add(x);
+            }
+        }));
+    }
+    let mut sum = 0u64;
+    for h in handles {
+        sum = sum.wrapping_add(h.await.map_err(|e| format!("a task failed: {e}"))??);
+    }
+    let wall = t0.elapsed();
+    let want = (0..n).fold(0u64, |s, i| s.wrapping_add(blocking_call(i)));
+    if sum != want {
+        return Err(format!("sum {sum}, want {want}"));
+    }
+    Ok(wall)
+}
+
+/// W6: 4 plain threads each spawn n/4 tasks returning x+1 onto the running
+/// runtime, blocking on each result in turn.
+fn xthread(rt: &Runtime, n: u64) -> Outcome {
+    let per = n / 4;
+    if per == 0 {
+        return Err("N must be at least 4".into());
+    }
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let h = rt.handle().clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || -> Result<(), String> {
+                barrier.wait();
+                for x in 0..per {
+                    let j = h.spawn(async move { x + 1 });
+                    let v = h.block_on(j).map_err(|e| format!("a task failed: {e}"))?;
+                    if v != x + 1 {
+                        return Err(format!("got {v} for {x}"));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a thread panicked".to_string())??;
+    }
+    Ok(t0.elapsed())
+}
+
 /// Runs `fut` as a spawned task of `rt` (so it runs on a worker) and waits for it.
 fn run_main<F>(rt: &Runtime, fut: F) -> Outcome
 where
@@ -368,6 +453,8 @@ fn main() {
         "W1" => run_main(&multi_thread(args.workers), spawn_all(n)),
         "W2" => run_main(&multi_thread(args.workers), pingpong(n)),
         "W3" => run_main(&multi_thread(args.workers), chain(n)),
+        "W5" => run_main(&multi_thread(args.workers), offload(n)),
+        "W6" => xthread(&multi_thread(args.workers), n),
         "W4" => {
             let r = multi_thread_drivers(args.workers).block_on(async move {
                 tokio::spawn(timers(n)).await.map_err(|e| format!("main task: {e}"))?
