@@ -41,10 +41,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef MADV_GUARD_INSTALL
@@ -340,6 +343,41 @@ static bool take_listed(struct corio__stack_cache *c, const struct corio__stack 
     return true;
 }
 
+#ifndef PIDFD_SELF
+#define PIDFD_SELF -10000   /* include/uapi/linux/pidfd.h, Linux 6.14 */
+#endif
+
+/* Guards for the @n consecutive slots from @first with one
+ * process_madvise() call instead of n madvise() calls (measured on the
+ * development VM: 0.22-0.41 us per stack instead of 0.47-0.58 us; W4 makes
+ * 100,000 stacks). Returns how many leading slots got their guard; the
+ * caller guards the rest one by one (older kernels refuse PIDFD_SELF or
+ * this advice: then 0). */
+static size_t guard_batch(struct corio__stack_arena *a, char *first, size_t n)
+{
+#ifdef SYS_process_madvise
+    static atomic_bool unsupported;
+    if (a->guard != CORIO_GUARD_MADVISE || n < 2 ||
+        atomic_load_explicit(&unsupported, memory_order_relaxed))
+        return 0;
+    struct iovec iov[REFILL_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        iov[i].iov_base = first + i * stride(a);
+        iov[i].iov_len = a->page;
+    }
+    long done = syscall(SYS_process_madvise, PIDFD_SELF, iov, n, MADV_GUARD_INSTALL, 0);
+    if (done < 0) {
+        if (errno == EINVAL || errno == EBADF || errno == ENOSYS || errno == EPERM)
+            atomic_store_explicit(&unsupported, true, memory_order_relaxed);
+        return 0;
+    }
+    return (size_t)done / a->page;   /* iovecs are applied in order */
+#else
+    (void)a, (void)first, (void)n;
+    return 0;
+#endif
+}
+
 static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena *a)
 {
     char *base;
@@ -368,9 +406,10 @@ static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena 
 
     /* The carved slots are ours alone now: guard them outside the lock. A
      * slot whose guard the kernel refuses is never handed out. */
+    size_t batched = guard_batch(a, base + first * stride(a), n);
     for (size_t i = 0; i < n; i++) {
         char *slot = base + (first + i) * stride(a);
-        if (install_guard(a->guard, slot, a->page) != 0)
+        if (i >= batched && install_guard(a->guard, slot, a->page) != 0)
             continue;
         c->slots[c->n].lo = slot + a->page;
         c->slots[c->n].size = a->slot_size;
