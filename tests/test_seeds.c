@@ -562,6 +562,90 @@ static void seeds_sequential_sleep(void **state)
     EXPECT_TIMED("sequential_sleep", lines, 5000); /* 2 s, then 3 s */
 }
 
+/* ---- executors and threads (examples/seeds/executor_*.c) ---- */
+
+static void seeds_executor_gather(void **state)
+{
+    static const char *const lines[] = {THEN_SECONDS("main method Cost: ")};
+
+    (void)state;
+    EXPECT_TIMED("executor_gather", lines, 1000); /* the two 1 s sleeps overlap */
+}
+
+static void seeds_executor_default_pool(void **state)
+{
+    static const char *const lines[] = {"default thread pool defaulf pool"};
+
+    (void)state;
+    EXPECT_TIMED("executor_default_pool", lines, 2000);
+}
+
+static void seeds_executor_custom_pool(void **state)
+{
+    static const char *const lines[] = {"custom thread pool defaulf pool"};
+
+    (void)state;
+    EXPECT_TIMED("executor_custom_pool", lines, 2000);
+}
+
+static void seeds_executor_threadsafe(void **state)
+{
+    static const char *const lines[] = {"等待计算结果", "300"};
+
+    (void)state;
+    EXPECT_TIMED("executor_threadsafe", lines, 3000);
+}
+
+static void seeds_executor_submit_loop(void **state)
+{
+    static const char *const lines[] = {
+        "<Future state=running>", "<Future state=running>", "<Future state=running>",
+        "<Future state=running>", "<Future state=running>", "<Future state=pending>",
+        "<Future state=pending>", "<Future state=pending>", "<Future state=pending>",
+        "<Future state=pending>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
+    };
+
+    (void)state;
+    EXPECT_TIMED("executor_submit_loop", lines, 2000); /* two batches of five */
+}
+
+static void seeds_process_pool_submit_loop(void **state)
+{
+    static const char *const lines[] = {
+        "<Future state=running>", "<Future state=running>", "<Future state=running>",
+        "<Future state=running>", "<Future state=running>", "<Future state=pending>",
+        "<Future state=pending>", "<Future state=pending>", "<Future state=pending>",
+        "<Future state=pending>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
+    };
+
+    (void)state;
+    EXPECT_TIMED("process_pool_submit_loop", lines, 2000); /* two rounds of five */
+}
+
+static void seeds_process_pool_custom_pool(void **state)
+{
+    static const char *const lines[] = {"custom process pool defaulf pool"};
+
+    (void)state;
+    EXPECT_TIMED("process_pool_custom_pool", lines, 2000);
+}
+
+static void seeds_executor_download(void **state)
+{
+    static const char *const lines[] = {
+        "开始下载: https://www3.autoimg.cn/newsdfs/g26/M02/35/A9/"
+        "120x90_0_autohomecar__ChsEe12AXQ6AOOH_AAFocMs8nzU621.jpg",
+        "开始下载: https://www2.autoimg.cn/newsdfs/g30/M01/3C/E2/"
+        "120x90_0_autohomecar__ChcCSV2BBICAUntfAADjJFd6800429.jpg",
+        "开始下载: https://www3.autoimg.cn/newsdfs/g26/M0B/3C/65/"
+        "120x90_0_autohomecar__ChcCP12BFCmAIO83AAGq7vK0sGY193.jpg",
+        "下载完成", "下载完成", "下载完成",
+    };
+
+    (void)state;
+    EXPECT("executor_download", lines);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +673,14 @@ int main(void)
         cmocka_unit_test(seeds_wait_timeout),
         cmocka_unit_test(seeds_hello_three),
         cmocka_unit_test(seeds_sequential_sleep),
+        cmocka_unit_test(seeds_executor_gather),
+        cmocka_unit_test(seeds_executor_default_pool),
+        cmocka_unit_test(seeds_executor_custom_pool),
+        cmocka_unit_test(seeds_executor_threadsafe),
+        cmocka_unit_test(seeds_executor_submit_loop),
+        cmocka_unit_test(seeds_executor_download),
+        cmocka_unit_test(seeds_process_pool_submit_loop),
+        cmocka_unit_test(seeds_process_pool_custom_pool),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

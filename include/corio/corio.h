@@ -17,5 +17,6 @@
 #include "taskgroup.h"
 #include "context.h"
 #include "executor.h"
+#include "process_pool.h"
 
 #endif

@@ -62,6 +62,8 @@ uint64_t bench_lock(const struct bench_args *a);      /* lock: lock.c */
 uint64_t bench_lock_contended(const struct bench_args *a); /* lock_contended: lock.c */
 uint64_t bench_offload(const struct bench_args *a);   /* W5: offload.c */
 uint64_t bench_xthread(const struct bench_args *a);   /* W6: xthread.c */
+uint64_t bench_ppool_roundtrip(const struct bench_args *a); /* ppool_roundtrip: process_pool.c */
+uint64_t bench_ppool_fanout(const struct bench_args *a);    /* ppool_fanout: process_pool.c */
 uint64_t bench_memory(const struct bench_args *a);    /* W7: memory.c */
 void bench_http(const struct bench_args *a);          /* W8 serve: http.c */
 void bench_echo(const struct bench_args *a);          /* W9 serve/client: echo.c */
