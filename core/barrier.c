@@ -54,7 +54,7 @@ int corio_barrier_close(corio_barrier *b)
     if (!br)
         return -EINVAL;
     corio__spin_lock(&br->spin);
-    int rc = corio__wq_empty(&br->wq) && br->count == 0 ? 0 : -EBUSY;
+    int rc = corio__wq_quiet(&br->wq) && br->count == 0 ? 0 : -EBUSY;
     if (rc == 0)
         br->magic = 0;
     corio__spin_unlock(&br->spin);
@@ -77,6 +77,8 @@ static int park(struct corio__barrier *br, struct corio_task *t)
     corio__wq_push(&br->wq, &node, t);
     int rc = corio__wq_wait(&br->wq, &br->spin, &node);
     corio__spin_lock(&br->spin);
+    /* The caller unlocks last: close waits for that under the spinlock. */
+    corio__wq_leave(&br->wq);
     return rc == 0 ? 0 : -ECANCELED;
 }
 

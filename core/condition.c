@@ -53,7 +53,7 @@ int corio_condition_close(corio_condition *c)
     if (!cd)
         return -EINVAL;
     corio__spin_lock(&cd->spin);
-    int rc = corio__wq_empty(&cd->wq) ? 0 : -EBUSY;
+    int rc = corio__wq_quiet(&cd->wq) ? 0 : -EBUSY;
     corio__spin_unlock(&cd->spin);
     if (rc == 0 && cd->own)
         rc = corio_lock_close(&cd->own_lock);
@@ -142,6 +142,7 @@ static int cond_wait(struct corio__cond *cd)
         corio__spin_lock(&cd->spin);
         if (atomic_load_explicit(&node.state, memory_order_relaxed) == WQ_WAITING) {
             corio__wq_take(&cd->wq, &node);
+            corio__wq_leave(&cd->wq);
             corio__spin_unlock(&cd->spin);
             return -EINVAL;
         }
@@ -158,6 +159,7 @@ static int cond_wait(struct corio__cond *cd)
      * next waiter (asyncio 3.13 does this under the lock as well). */
     if (cancelled && notified)
         notify(cd, 1);
+    corio__wq_leave(&cd->wq);
     return cancelled ? -ECANCELED : 0;
 }
 

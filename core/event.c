@@ -39,7 +39,7 @@ int corio_event_close(corio_event *e)
     if (!ev)
         return -EINVAL;
     corio__spin_lock(&ev->spin);
-    int rc = corio__wq_empty(&ev->wq) ? 0 : -EBUSY;
+    int rc = corio__wq_quiet(&ev->wq) ? 0 : -EBUSY;
     if (rc == 0)
         ev->magic = 0;
     corio__spin_unlock(&ev->spin);
@@ -101,6 +101,7 @@ int corio_event_wait(corio_event *e)
     node.data = 0;
     corio__wq_push(&ev->wq, &node, t);
     int rc = corio__wq_wait(&ev->wq, &ev->spin, &node);
+    corio__wq_leave(&ev->wq);
     return rc == 0 ? 0 : -ECANCELED;
 }
 

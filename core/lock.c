@@ -54,7 +54,9 @@ int corio_lock_close(corio_lock *lk)
     if (!corio__lock_valid(l))
         return -EINVAL;
     corio__spin_lock(&l->spin);
-    int rc = corio__wq_empty(&l->wq) ? 0 : -EBUSY;
+    int rc = corio__wq_quiet(&l->wq) &&
+                     !(atomic_load_explicit(&l->state, memory_order_relaxed) & LOCKED)
+                 ? 0 : -EBUSY;
     if (rc == 0)
         l->magic = 0;
     corio__spin_unlock(&l->spin);
@@ -121,6 +123,9 @@ static int acquire_slow(struct corio__lock *l)
     int rc = corio__wq_wait(&l->wq, &l->spin, &node);
     if (rc == -ECANCELED)
         drop_waiters_mark(l);
+    /* A grant kept (0, or WOKEN_CANCELLED passed on by the caller) keeps
+     * the lock locked, which close refuses too. */
+    corio__wq_leave(&l->wq);
     return rc;
 }
 

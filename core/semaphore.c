@@ -56,7 +56,7 @@ int corio_semaphore_close(corio_semaphore *s)
     if (!m)
         return -EINVAL;
     corio__spin_lock(&m->spin);
-    int rc = corio__wq_empty(&m->wq) ? 0 : -EBUSY;
+    int rc = corio__wq_quiet(&m->wq) ? 0 : -EBUSY;
     if (rc == 0)
         m->magic = 0;
     corio__spin_unlock(&m->spin);
@@ -118,8 +118,9 @@ static int acquire(struct corio__sem *m)
     int rc = corio__wq_wait(&m->wq, &m->spin, &node);
     if (rc == CORIO__WQ_WOKEN_CANCELLED) {
         give(m, false);
-        return -ECANCELED;
+        rc = -ECANCELED;
     }
+    corio__wq_leave(&m->wq);
     return rc;
 }
 

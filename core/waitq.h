@@ -24,6 +24,13 @@
  * given on to the next waiter, or keeps it and re-arms the cancellation for
  * the task's next await. So no wake-up is ever lost.
  *
+ * Lifetime. A woken waiter may still take the primitive's lock (settling a
+ * cancellation) and the primitive may still pass a grant on after the wait,
+ * so the primitive's memory must outlive every waiting call, not only the
+ * queue's nodes: corio__wq_push() counts the call in ->inside, the
+ * primitive calls corio__wq_leave() as its last touch of itself, and its
+ * close refuses (-EBUSY) while corio__wq_quiet() is false.
+ *
  * Only tasks wait (plain threads use the concurrent futures of pool/).
  */
 #ifndef CORIO_CORE_WAITQ_H
@@ -53,6 +60,7 @@ struct corio__wq_node {
 struct corio__waitq {
     struct corio__wq_node *head, *tail;
     size_t n;
+    _Atomic uint32_t inside;       /* waiting calls not yet left (see Lifetime) */
 };
 
 /* Nodes taken off a queue, to wake after the lock is released (linked
@@ -65,6 +73,22 @@ static inline void corio__wq_init(struct corio__waitq *q)
 {
     q->head = q->tail = NULL;
     q->n = 0;
+    atomic_init(&q->inside, 0);
+}
+
+/* The waiting call that pushed a node no longer touches the primitive
+ * (its last touch; any thread, lock held or not). */
+static inline void corio__wq_leave(struct corio__waitq *q)
+{
+    /* Pairs with the acquire load in corio__wq_quiet(). */
+    atomic_fetch_sub_explicit(&q->inside, 1, memory_order_release);
+}
+
+/* Under the lock: no node queued and no waiting call inside, so the
+ * primitive may be freed once the lock is released. */
+static inline bool corio__wq_quiet(const struct corio__waitq *q)
+{
+    return !q->head && atomic_load_explicit(&q->inside, memory_order_acquire) == 0;
 }
 
 static inline bool corio__wq_empty(const struct corio__waitq *q)
@@ -77,7 +101,8 @@ static inline void corio__wq_batch_init(struct corio__wq_batch *b)
     b->head = b->tail = NULL;
 }
 
-/* Under the lock: append @n for @task (normally the current task). */
+/* Under the lock: append @n for @task (normally the current task); the
+ * call counts as inside until corio__wq_leave(). */
 void corio__wq_push(struct corio__waitq *q, struct corio__wq_node *n, struct corio_task *task);
 
 /* Under the lock: take the first waiter off @q (NULL when empty) and mark

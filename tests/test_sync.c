@@ -1560,6 +1560,52 @@ static void sync_seed_lock_example(void **state)
     assert_string_equal(out, expected);
 }
 
+/* ---- close waits for the waiting calls to leave ------------------------- */
+
+struct close_ctx {
+    struct checks ck;
+    corio_event ev;
+    corio_lock lk;
+    int waiter_rc;
+};
+
+static void *close_waiter(void *arg)
+{
+    struct close_ctx *c = arg;
+    c->waiter_rc = corio_event_wait(&c->ev);
+    return NULL;
+}
+
+static void *close_busy_main(void *arg)
+{
+    struct close_ctx *c = arg;
+    CHECK_EQ(&c->ck, corio_event_init(&c->ev), 0);
+    CHECK_EQ(&c->ck, corio_lock_init(&c->lk), 0);
+    corio_task *t;
+    CHECK_EQ(&c->ck, corio_spawn(&t, close_waiter, c), 0);
+    corio_yield();   /* the waiter parks */
+    CHECK_EQ(&c->ck, corio_event_set(&c->ev), 0);
+    /* Woken but not yet run (one worker): its call is still inside. */
+    CHECK_EQ(&c->ck, corio_event_close(&c->ev), -EBUSY);
+    CHECK_EQ(&c->ck, corio_await(t, NULL), 0);
+    CHECK_EQ(&c->ck, c->waiter_rc, 0);
+    CHECK_EQ(&c->ck, corio_event_close(&c->ev), 0);
+    corio_task_unref(t);
+    /* A held lock cannot be closed either. */
+    CHECK_EQ(&c->ck, corio_lock_acquire(&c->lk), 0);
+    CHECK_EQ(&c->ck, corio_lock_close(&c->lk), -EBUSY);
+    CHECK_EQ(&c->ck, corio_lock_release(&c->lk), 0);
+    CHECK_EQ(&c->ck, corio_lock_close(&c->lk), 0);
+    return NULL;
+}
+
+static void sync_close_refuses_until_waiters_left(void **state)
+{
+    (void)state;
+    struct close_ctx c = {0};
+    run_main_checked(1, close_busy_main, &c, &c.ck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1598,6 +1644,7 @@ int main(void)
         cmocka_unit_test(sync_barrier_bad_input),
         cmocka_unit_test(sync_woken_cancelled_passes_grant_on),
         cmocka_unit_test(sync_seed_lock_example),
+        cmocka_unit_test(sync_close_refuses_until_waiters_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

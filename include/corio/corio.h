@@ -14,6 +14,7 @@
 #include "signal.h"
 #include "stream.h"
 #include "sync.h"
+#include "queue.h"
 #include "taskgroup.h"
 #include "context.h"
 #include "executor.h"

@@ -95,9 +95,8 @@ typedef bool (*corio_predicate_fn)(void *arg);
 CORIO_API int corio_lock_init(corio_lock *l);
 
 /* corio_lock_close - end @l's life; its memory may be reused after 0.
- * Returns 0, -EBUSY (tasks wait on it), -EINVAL (NULL, not initialized,
- * closed). A lock closed while held makes its holder's release -EINVAL.
- * Call from: anywhere. */
+ * Returns 0, -EBUSY (locked, tasks wait on it, or are still leaving a
+ * wait), -EINVAL (NULL, not initialized, closed). Call from: anywhere. */
 CORIO_API int corio_lock_close(corio_lock *l);
 
 /* corio_lock_acquire - take @l, waiting in FIFO order while it is held
@@ -130,7 +129,8 @@ CORIO_API bool corio_lock_locked(const corio_lock *l);
 CORIO_API int corio_event_init(corio_event *e);
 
 /* corio_event_close - end @e's life; its memory may be reused after 0.
- * Returns 0, -EBUSY (tasks wait on it), -EINVAL (NULL, closed).
+ * Returns 0, -EBUSY (tasks wait on it, or are still leaving a wait),
+ * -EINVAL (NULL, closed).
  * Call from: anywhere. */
 CORIO_API int corio_event_close(corio_event *e);
 
@@ -236,7 +236,8 @@ CORIO_API int corio_semaphore_init(corio_semaphore *s, int64_t value);
 CORIO_API int corio_bounded_semaphore_init(corio_semaphore *s, int64_t value);
 
 /* corio_semaphore_close - end @s's life; its memory may be reused after 0.
- * Returns 0, -EBUSY (tasks wait on it), -EINVAL (NULL, closed).
+ * Returns 0, -EBUSY (tasks wait on it, or are still leaving a wait),
+ * -EINVAL (NULL, closed).
  * Call from: anywhere. */
 CORIO_API int corio_semaphore_close(corio_semaphore *s);
 
@@ -274,7 +275,8 @@ CORIO_API int64_t corio_semaphore_value(const corio_semaphore *s);
 CORIO_API int corio_barrier_init(corio_barrier *b, unsigned parties);
 
 /* corio_barrier_close - end @b's life; its memory may be reused after 0.
- * Returns 0, -EBUSY (tasks wait on it), -EINVAL (NULL, closed).
+ * Returns 0, -EBUSY (tasks wait on it, or are still leaving a wait),
+ * -EINVAL (NULL, closed).
  * Call from: anywhere. */
 CORIO_API int corio_barrier_close(corio_barrier *b);
 

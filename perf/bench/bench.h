@@ -58,6 +58,7 @@ uint64_t bench_pingpong(const struct bench_args *a);  /* W2: pingpong.c */
 uint64_t bench_yield(const struct bench_args *a);     /* yield: yield.c */
 uint64_t bench_switch(const struct bench_args *a);    /* switch: switch.c */
 uint64_t bench_timers(const struct bench_args *a);    /* W4: timers.c */
+uint64_t bench_queue(const struct bench_args *a);     /* queue: queue.c */
 uint64_t bench_lock(const struct bench_args *a);      /* lock: lock.c */
 uint64_t bench_lock_contended(const struct bench_args *a); /* lock_contended: lock.c */
 uint64_t bench_offload(const struct bench_args *a);   /* W5: offload.c */

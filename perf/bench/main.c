@@ -57,6 +57,8 @@ static const struct workload workloads[] = {
       bench_ppool_roundtrip, NULL, NULL, false },
     { "ppool_fanout", "process pool: N small tasks at once over 2 worker processes", 100000,
       bench_ppool_fanout, NULL, NULL, false },
+    { "queue", "queue: one producer, one consumer, maxsize 128", 1000000, bench_queue, NULL,
+      NULL, false },
     { "lock", "one task acquires+releases a corio_lock N times (1 worker)", 10000000,
       bench_lock, "ns_per_op", NULL, false },
     { "lock_contended", "4 tasks do N/4 times lock; counter++; unlock", 2000000,
