@@ -245,6 +245,9 @@ static int wait_on(struct queue *q, struct corio__waitq *wq, struct qwait *w)
 {
     atomic_fetch_add_explicit(&q->waiting, 1, memory_order_relaxed);   /* under the lock */
     int rc = corio__wq_wait(wq, &q->lock, &w->node);
+    /* The queue counts its waiting calls over its three queues itself
+     * (->waiting); the waitq's own count is kept balanced. */
+    corio__wq_leave(wq);
     /* The last touch of @q. Pairs with the acquire load in corio_queue_close(). */
     atomic_fetch_sub_explicit(&q->waiting, 1, memory_order_release);
     if (rc == 0)
