@@ -3,7 +3,10 @@
  * "Hello, World!".
  *
  * Usage: raw_uring_http [serve] [--port P] [--workers 1]
- * (the serve contract of serve_common.h). One ring; one accept in flight
+ * (the serve contract of serve_common.h), or raw_uring_http nop [N]: the
+ * physical limit of the ring itself, N IORING_OP_NOPs in batches of 64
+ * (submit and wait for the batch), printing a RESULT line (workload=nop
+ * peer=raw_uring), so perf/run can set corio's per-I/O cost against it. One ring; one accept in flight
  * (re-armed on each completion); per connection one operation at a time:
  * a recv, then, when the buffer holds complete requests (pipelining: all of
  * them), one send of their responses (re-sent from where a short send
@@ -166,8 +169,45 @@ static void ring_init(void)
         serve_die("io_uring_queue_init: %s", strerror(-rc));
 }
 
+#define NOP_BATCH 64   /* well under RING_ENTRIES; deep enough to amortize the enter */
+
+static int nop_bench(int argc, char **argv)
+{
+    unsigned long long n = argc > 2 ? strtoull(argv[2], NULL, 10) : 10000000ull;
+    if (n == 0)
+        serve_die("nop: N must be a positive count");
+    ring_init();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    unsigned long long done = 0;
+    while (done < n) {
+        unsigned batch = n - done < NOP_BATCH ? (unsigned)(n - done) : NOP_BATCH;
+        for (unsigned i = 0; i < batch; i++)
+            io_uring_prep_nop(get_sqe());
+        int rc = io_uring_submit_and_wait(&ring, batch);
+        if (rc < 0 && rc != -EINTR)
+            serve_die("nop: io_uring_submit_and_wait: %s", strerror(-rc));
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            if (cqe->res < 0)
+                serve_die("nop: completion %d", cqe->res);
+            seen++;
+        }
+        io_uring_cq_advance(&ring, seen);
+        done += seen;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("RESULT workload=nop peer=raw_uring n=%llu wall_s=%.6f rate=%.0f ns_per_op=%.2f\n",
+           n, wall, (double)n / wall, wall * 1e9 / (double)n);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "nop") == 0)
+        return nop_bench(argc, argv);
     int port = serve_parse_args(argc, argv);
     int sfd = serve_signalfd();
     ring_init();
