@@ -1,8 +1,10 @@
-/* perf/tools/raw_uring_http.c - the W8 io_uring reference: a single-threaded
+/* perf/tools/raw_uring_http.c - the io_uring references: a single-threaded
  * liburing HTTP/1.1 keep-alive server answering every request with
- * "Hello, World!".
+ * "Hello, World!" (W8), the same loop as a TCP echo server (W9: `echo`
+ * instead of `serve`: every received byte is sent back before the next
+ * recv), and a NOP loop (`nop`).
  *
- * Usage: raw_uring_http [serve] [--port P] [--workers 1]
+ * Usage: raw_uring_http [serve|echo] [--port P] [--workers 1]
  * (the serve contract of serve_common.h), or raw_uring_http nop [N]: the
  * physical limit of the ring itself, N IORING_OP_NOPs in batches of 64
  * (submit and wait for the batch), printing a RESULT line (workload=nop
@@ -73,6 +75,20 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
+static bool echo_mode;   /* W9: send back what came in */
+
+/* Output room for @need bytes (the buffer is empty when this is called). */
+static void out_reserve(struct conn *c, size_t need)
+{
+    if (need <= c->out_cap)
+        return;
+    free(c->out);
+    c->out_cap = need * 2;
+    c->out = malloc(c->out_cap);
+    if (!c->out)
+        serve_die("out of memory");
+}
+
 static void on_recv(struct conn *c, int res)
 {
     if (res <= 0) {
@@ -80,6 +96,15 @@ static void on_recv(struct conn *c, int res)
         return;
     }
     c->in_len += (size_t)res;
+    if (echo_mode) {
+        out_reserve(c, c->in_len);
+        memcpy(c->out, c->in, c->in_len);
+        c->out_off = 0;
+        c->out_len = c->in_len;
+        c->in_len = 0;
+        arm_send(c);
+        return;
+    }
     unsigned nreq;
     size_t used = http_requests(c->in, c->in_len, &nreq);
     if (!nreq) {
@@ -92,13 +117,7 @@ static void on_recv(struct conn *c, int res)
     memmove(c->in, c->in + used, c->in_len - used);
     c->in_len -= used;
     size_t need = (size_t)nreq * HTTP_RESPONSE_LEN;
-    if (need > c->out_cap) {
-        free(c->out);
-        c->out_cap = need * 2;
-        c->out = malloc(c->out_cap);
-        if (!c->out)
-            serve_die("out of memory");
-    }
+    out_reserve(c, need);
     for (unsigned i = 0; i < nreq; i++)
         memcpy(c->out + i * HTTP_RESPONSE_LEN, http_response, HTTP_RESPONSE_LEN);
     c->out_off = 0;
@@ -208,6 +227,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "nop") == 0)
         return nop_bench(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "echo") == 0) {
+        echo_mode = true;
+        argv[1] = "serve";
+    }
     int port = serve_parse_args(argc, argv);
     int sfd = serve_signalfd();
     ring_init();
