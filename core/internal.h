@@ -130,6 +130,7 @@ struct corio_task {
     struct corio__worker *migrate_to; /* SW_MIGRATE: the worker to continue on */
     uint64_t step_start_ns;           /* debug mode */
     struct corio__waiter self_waiter; /* used by corio_future_await() */
+    _Atomic(const char *) awaiting;   /* what it is parked on (corio_rt_dump_tasks) */
     /* contextvars (core/context.c): an immutable shared map, NULL = empty;
      * read and replaced only by the task itself (and copied at its spawns) */
     struct corio__context *ctx;
@@ -422,6 +423,15 @@ static inline bool corio__worker_has_queued(struct corio__worker *w)
            atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
            atomic_load_explicit(&w->pinned, memory_order_relaxed) ||
            atomic_load_explicit(&w->woken_n, memory_order_relaxed);
+}
+
+/* Park the current task @t on @what (a static string for the task dump:
+ * "future", "sleep", "I/O" ...) until a waker makes it runnable. */
+static inline void corio__task_park(struct corio_task *t, const char *what)
+{
+    atomic_store_explicit(&t->awaiting, what, memory_order_relaxed);
+    corio__task_switch_out(t, SW_PARK);
+    atomic_store_explicit(&t->awaiting, NULL, memory_order_relaxed);
 }
 
 static inline struct corio_task *corio__task_of(struct corio_future *f)

@@ -270,7 +270,10 @@ static void wait_children(struct tgroup *g, struct corio_task *t, bool *propagat
             corio__spin_unlock(&g->lock);
             continue;
         }
-        corio__task_switch_out(t, poll ? SW_YIELD : SW_PARK);
+        if (poll)
+            corio__task_switch_out(t, SW_YIELD);
+        else
+            corio__task_park(t, "task group");
     }
 }
 

@@ -138,7 +138,7 @@ int corio__io_await(struct corio__io_op *op)
             }
             continue;
         }
-        corio__task_switch_out(t, SW_PARK);
+        corio__task_park(t, "I/O");
     }
     if (cancelled) {
         if (op->res == -ECANCELED)

@@ -16,6 +16,8 @@
 #ifndef CORIO_RUNTIME_H
 #define CORIO_RUNTIME_H
 
+#include <stdio.h>
+
 #include "common.h"
 #include "future.h"
 #include "task.h"
@@ -176,6 +178,18 @@ CORIO_API const char *corio_rt_backend(const corio_rt *rt);
 CORIO_API int corio_rt_worker_metrics(corio_rt *rt, unsigned i, corio_worker_metrics *out);
 /* corio_rt_alive_tasks - tasks created and not yet ended (0 for NULL). */
 CORIO_API uint64_t corio_rt_alive_tasks(corio_rt *rt);
+
+/* corio_rt_dump_tasks - write every task of @rt that has not ended to @out,
+ * one line each ("task 12 'name': parked on sleep, cancelling 0"), and for
+ * a parked task the return addresses unwound from its saved context,
+ * symbolized where the dynamic symbol table knows them (build with
+ * -fno-omit-frame-pointer, and link with -rdynamic, for deep and named
+ * frames). No task is resumed or stopped: the dump is a racy snapshot, safe
+ * while the runtime runs (a task that moves meanwhile may show a stale
+ * state or a short trace). Returns the number of tasks listed, -EINVAL
+ * (NULL), -ENOMEM. Call from: any thread (a debugger, a signal-driven
+ * watchdog thread, a test that timed out). */
+CORIO_API int corio_rt_dump_tasks(corio_rt *rt, FILE *out);
 
 #ifdef __cplusplus
 }
