@@ -85,6 +85,36 @@ int find_report(const struct reports *reps, const char *task)
 
 /* ---- runs ------------------------------------------------------------------ */
 
+/* A run that is still going after WATCHDOG_S seconds is most likely hung:
+ * the watchdog writes the task dump to stderr once, so that the test's log
+ * (ctest prints it on a timeout) says where every task is parked. */
+#define WATCHDOG_S 100
+
+struct watchdog {
+    corio_rt *rt;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+};
+
+static void *watchdog_main(void *arg)
+{
+    struct watchdog *wd = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WATCHDOG_S;
+    pthread_mutex_lock(&wd->lock);
+    int rc = 0;
+    while (!wd->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&wd->cond, &wd->lock, &until);
+    if (!wd->done) {
+        fprintf(stderr, "testutil: the runtime still runs after %d s; its tasks:\n", WATCHDOG_S);
+        corio_rt_dump_tasks(wd->rt, stderr);
+    }
+    pthread_mutex_unlock(&wd->lock);
+    return NULL;
+}
+
 int run_with(const corio_rt_options *o, struct reports *reps, corio_fn fn, void *arg,
              void **result)
 {
@@ -94,7 +124,20 @@ int run_with(const corio_rt_options *o, struct reports *reps, corio_fn fn, void 
     reports_init(reps);
     assert_int_equal(corio_rt_create(&rt, o), 0);
     assert_int_equal(corio_rt_set_exception_handler(rt, record_report, reps), 0);
+    struct watchdog wd = {.rt = rt, .done = false};
+    pthread_mutex_init(&wd.lock, NULL);
+    pthread_cond_init(&wd.cond, NULL);
+    pthread_t wd_thread;
+    bool wd_started = pthread_create(&wd_thread, NULL, watchdog_main, &wd) == 0;
     int rc = corio_rt_run(rt, fn, arg, &main_task);
+    pthread_mutex_lock(&wd.lock);
+    wd.done = true;
+    pthread_cond_signal(&wd.cond);
+    pthread_mutex_unlock(&wd.lock);
+    if (wd_started)
+        pthread_join(wd_thread, NULL);
+    pthread_cond_destroy(&wd.cond);
+    pthread_mutex_destroy(&wd.lock);
     assert_non_null(main_task);
     assert_true(corio_task_done(main_task));
     if (rc == 0)
