@@ -264,14 +264,15 @@ static int wait_on(struct queue *q, struct corio__waitq *wq, struct qwait *w)
 /* A suspending call that did not suspend still spends the task's budget
  * (as awaiting a done future does), so a producer into an unbounded queue
  * lets others run. */
-static int done_fast(bool wait)
+static int done_fast(struct corio_task *self)
 {
-    if (wait)
-        corio__task_spend_budget(corio_current_task());
+    if (self)
+        corio__task_spend_budget(self);
     return 0;
 }
 
-static int qput(corio_queue *cq, void *item, int64_t prio, bool wait)
+/* @self: the current task, or NULL for a call that must not suspend. */
+static int qput(corio_queue *cq, void *item, int64_t prio, struct corio_task *self)
 {
     for (;;) {
         struct queue *q = lock_open(cq);
@@ -290,14 +291,14 @@ static int qput(corio_queue *cq, void *item, int64_t prio, bool wait)
             q->unfinished++;
             corio__spin_unlock(&q->lock);
             wake_one(n);
-            return done_fast(wait);
+            return done_fast(self);
         }
         if (!is_full(q)) {
             if (q->count < q->cap) {
                 store(q, item, prio);
                 q->unfinished++;
                 corio__spin_unlock(&q->lock);
-                return done_fast(wait);
+                return done_fast(self);
             }
             size_t seen = q->cap;
             corio__spin_unlock(&q->lock);
@@ -306,18 +307,18 @@ static int qput(corio_queue *cq, void *item, int64_t prio, bool wait)
                 return rc;
             continue;
         }
-        if (!wait) {
+        if (!self) {
             corio__spin_unlock(&q->lock);
             return -EAGAIN;
         }
         struct qwait w = { .prio = prio, .rc = 0 };
         w.node.data = (uintptr_t)item;
-        corio__wq_push(&q->putters, &w.node, corio_current_task());
+        corio__wq_push(&q->putters, &w.node, self);
         return wait_on(q, &q->putters, &w);
     }
 }
 
-static int qget(corio_queue *cq, void **item, int64_t *prio, bool wait)
+static int qget(corio_queue *cq, void **item, int64_t *prio, struct corio_task *self)
 {
     struct queue *q = lock_open(cq);
     if (!q)
@@ -339,16 +340,16 @@ static int qget(corio_queue *cq, void **item, int64_t *prio, bool wait)
             *item = it;
         if (prio)
             *prio = pr;
-        return done_fast(wait);
+        return done_fast(self);
     }
-    if (q->shut || !wait) {
+    if (q->shut || !self) {
         int rc = q->shut ? -ESHUTDOWN : -EAGAIN;
         corio__spin_unlock(&q->lock);
         return rc;
     }
     struct qwait w = { .prio = 0, .rc = 0 };
     w.node.data = 0;
-    corio__wq_push(&q->getters, &w.node, corio_current_task());
+    corio__wq_push(&q->getters, &w.node, self);
     int rc = wait_on(q, &q->getters, &w);
     if (rc == 0) {
         if (item)
@@ -360,21 +361,23 @@ static int qget(corio_queue *cq, void **item, int64_t *prio, bool wait)
 }
 
 /* A suspending call's checks: -EINVAL before -EPERM. */
-static int check_task(corio_queue *q)
+static int check_task(corio_queue *q, struct corio_task **self)
 {
     if (!q || !is_open(queue_of(q)))
         return -EINVAL;
-    return corio_current_task() ? 0 : -EPERM;
+    *self = corio_current_task();
+    return *self ? 0 : -EPERM;
 }
 
 static int qput_timeout(corio_queue *q, void *item, int64_t prio, int64_t timeout_ns)
 {
-    int rc = check_task(q);
+    struct corio_task *self;
+    int rc = check_task(q, &self);
     if (rc < 0)
         return rc;
     if (timeout_ns < 0)
         return -EINVAL;
-    rc = qput(q, item, prio, false);
+    rc = qput(q, item, prio, NULL);
     if (rc != -EAGAIN)
         return rc;
     if (timeout_ns == 0)
@@ -383,17 +386,18 @@ static int qput_timeout(corio_queue *q, void *item, int64_t prio, int64_t timeou
     rc = corio_timeout_enter(&tm, timeout_ns);
     if (rc < 0)
         return rc;
-    return corio_timeout_exit(&tm, qput(q, item, prio, true));
+    return corio_timeout_exit(&tm, qput(q, item, prio, self));
 }
 
 static int qget_timeout(corio_queue *q, void **item, int64_t *prio, int64_t timeout_ns)
 {
-    int rc = check_task(q);
+    struct corio_task *self;
+    int rc = check_task(q, &self);
     if (rc < 0)
         return rc;
     if (timeout_ns < 0)
         return -EINVAL;
-    rc = qget(q, item, prio, false);
+    rc = qget(q, item, prio, NULL);
     if (rc != -EAGAIN)
         return rc;
     if (timeout_ns == 0)
@@ -402,7 +406,7 @@ static int qget_timeout(corio_queue *q, void **item, int64_t *prio, int64_t time
     rc = corio_timeout_enter(&tm, timeout_ns);
     if (rc < 0)
         return rc;
-    return corio_timeout_exit(&tm, qget(q, item, prio, true));
+    return corio_timeout_exit(&tm, qget(q, item, prio, self));
 }
 
 /* ---- the public functions ---- */
@@ -446,13 +450,14 @@ int corio_queue_close(corio_queue *cq)
 
 int corio_queue_put(corio_queue *q, void *item)
 {
-    int rc = check_task(q);
-    return rc < 0 ? rc : qput(q, item, 0, true);
+    struct corio_task *self;
+    int rc = check_task(q, &self);
+    return rc < 0 ? rc : qput(q, item, 0, self);
 }
 
 int corio_queue_put_nowait(corio_queue *q, void *item)
 {
-    return qput(q, item, 0, false);
+    return qput(q, item, 0, NULL);
 }
 
 int corio_queue_put_timeout(corio_queue *q, void *item, int64_t timeout_ns)
@@ -462,13 +467,14 @@ int corio_queue_put_timeout(corio_queue *q, void *item, int64_t timeout_ns)
 
 int corio_queue_put_prio(corio_queue *q, void *item, int64_t prio)
 {
-    int rc = check_task(q);
-    return rc < 0 ? rc : qput(q, item, prio, true);
+    struct corio_task *self;
+    int rc = check_task(q, &self);
+    return rc < 0 ? rc : qput(q, item, prio, self);
 }
 
 int corio_queue_put_prio_nowait(corio_queue *q, void *item, int64_t prio)
 {
-    return qput(q, item, prio, false);
+    return qput(q, item, prio, NULL);
 }
 
 int corio_queue_put_prio_timeout(corio_queue *q, void *item, int64_t prio, int64_t timeout_ns)
@@ -478,13 +484,14 @@ int corio_queue_put_prio_timeout(corio_queue *q, void *item, int64_t prio, int64
 
 int corio_queue_get(corio_queue *q, void **item)
 {
-    int rc = check_task(q);
-    return rc < 0 ? rc : qget(q, item, NULL, true);
+    struct corio_task *self;
+    int rc = check_task(q, &self);
+    return rc < 0 ? rc : qget(q, item, NULL, self);
 }
 
 int corio_queue_get_nowait(corio_queue *q, void **item)
 {
-    return qget(q, item, NULL, false);
+    return qget(q, item, NULL, NULL);
 }
 
 int corio_queue_get_timeout(corio_queue *q, void **item, int64_t timeout_ns)
@@ -494,13 +501,14 @@ int corio_queue_get_timeout(corio_queue *q, void **item, int64_t timeout_ns)
 
 int corio_queue_get_prio(corio_queue *q, void **item, int64_t *prio)
 {
-    int rc = check_task(q);
-    return rc < 0 ? rc : qget(q, item, prio, true);
+    struct corio_task *self;
+    int rc = check_task(q, &self);
+    return rc < 0 ? rc : qget(q, item, prio, self);
 }
 
 int corio_queue_get_prio_nowait(corio_queue *q, void **item, int64_t *prio)
 {
-    return qget(q, item, prio, false);
+    return qget(q, item, prio, NULL);
 }
 
 int corio_queue_get_prio_timeout(corio_queue *q, void **item, int64_t *prio,
@@ -566,7 +574,8 @@ int corio_queue_task_done(corio_queue *cq)
 
 int corio_queue_join(corio_queue *cq)
 {
-    int rc = check_task(cq);
+    struct corio_task *self;
+    int rc = check_task(cq, &self);
     if (rc < 0)
         return rc;
     struct queue *q = lock_open(cq);
@@ -574,11 +583,11 @@ int corio_queue_join(corio_queue *cq)
         return -EINVAL;
     if (q->unfinished == 0) {
         corio__spin_unlock(&q->lock);
-        return done_fast(true);
+        return done_fast(self);
     }
     struct qwait w = { .prio = 0, .rc = 0 };
     w.node.data = 0;
-    corio__wq_push(&q->joiners, &w.node, corio_current_task());
+    corio__wq_push(&q->joiners, &w.node, self);
     return wait_on(q, &q->joiners, &w);
 }
 
