@@ -3,25 +3,39 @@
  * only when no thread is idle, up to max_workers, and retire after being
  * idle for idle_timeout_ns.
  *
- * Protocol: one mutex guards the FIFO of work items and the counters.
- *   nthreads  threads alive (started, not yet past their last touch of the pool)
- *   waiting   threads blocked on `cond` for work
- *   wakes     signals sent to waiting threads and not yet consumed
- * submit queues the item, then wakes a waiting thread when one is not
- * already promised to earlier work (waiting > wakes), else starts a thread
- * when below max, else leaves it to a busy thread, which looks at the queue
- * before it waits. A thread retires only when its idle wait timed out and
- * the queue is empty, both seen under the mutex, so queued work always has a
- * thread that will take it.
+ * Protocol: one mutex guards the FIFO of work items, the idle list and the
+ * counters. An idle thread is one on the idle list: each has a slot (its
+ * `struct idler`, on its stack) and pushes it at the list's head before it
+ * waits, so the list is LIFO and the most recently idle thread - the one
+ * likely still spinning, with a warm cache - gets the next item, while the
+ * coldest ones idle long enough to retire. submit, under the mutex, hands
+ * the item straight to the head idler (item into its slot, state WOKEN, a
+ * futex wake only when it went to sleep), else starts a thread with the
+ * item as its first, else (at max) queues it; a thread that finished an
+ * item takes the next queued one before it goes idle. So a thread never
+ * wakes to find its work taken, and a woken thread does not touch the
+ * mutex before it runs its item. A thread retires only when its idle wait
+ * timed out while it was still listed and the queue is empty, both seen
+ * under the mutex, so queued work always has a thread that will take it.
+ * The slot's state is the hand-off's synchronisation (release by submit,
+ * acquire by the idler), set under the mutex; the futex wake itself (a
+ * syscall) comes after the mutex is dropped, so the idlers queueing on the
+ * mutex are not held up by it. `wakers` (taken under the mutex) counts such
+ * wakes in flight: a thread leaving the pool waits for it to drop to 0
+ * before its slot goes, and a stale wake of a slot idle again is spurious.
  *
- * Threads are detached. shutdown sets `shut` and wakes every waiting
- * thread; each runs what is still queued (unless cancel_futures cancelled
- * it), then exits. The thread that brings nthreads to 0 after shutdown
- * completes `exited`, a concurrent future the pool and that thread each hold
- * a reference to: the thread touches no pool memory after dropping the
- * mutex, so shutdown(wait) - which waits on `exited`, blocking a plain
- * thread or awaiting in a task - may free the pool as soon as it completes.
+ * Threads are detached. shutdown sets `shut` and wakes every idle thread
+ * (an empty hand-off); each runs what is still queued (unless
+ * cancel_futures cancelled it), then exits. The thread that brings nthreads
+ * to 0 after shutdown completes `exited`, a concurrent future the pool and
+ * that thread each hold a reference to: the thread touches no pool memory
+ * after dropping the mutex, so shutdown(wait) - which waits on `exited`,
+ * blocking a plain thread or awaiting in a task - may free the pool as soon
+ * as it completes.
  */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <pthread.h>
 #include <sched.h>
@@ -36,26 +50,41 @@
 #define DEFAULT_MAX_CAP 32                     /* Python: min(32, os.cpu_count() + 4) */
 #define THREAD_STACK (256 * 1024)              /* blocking calls get more than a task's 64 KiB */
 /* A thread that runs out of work first spins (yielding the CPU) this long
- * before it sleeps on the condvar, so back-to-back submissions skip a futex
- * sleep and wake-up each (about 5 us apiece here: perf/tools/wake_bench).
- * At most MAX_SPINNERS threads spin at once; the rest sleep at once. */
+ * before it sleeps, so back-to-back submissions skip a futex sleep and
+ * wake-up each (about 5 us apiece here: perf/tools/wake_bench). At most
+ * MAX_SPINNERS threads spin at once; the rest sleep at once. */
 #define SPIN_NS 50000
 #define MAX_SPINNERS 1
+
+struct corio_thread_pool;
 
 struct work {
     struct work *next;
     corio_fn fn;
     void *arg;
     corio_cfuture *cf;
+    struct corio_thread_pool *pool;   /* for a thread started with this item */
+};
+
+enum { IDLE_SPIN, IDLE_SLEEP, IDLE_WOKEN };
+
+/* An idle thread's hand-off slot. next/prev/listed/item under the pool
+ * mutex; item is set before state becomes WOKEN (NULL: look at the pool). */
+struct idler {
+    struct idler *next, *prev;
+    struct idler *wake_next;   /* the caller's list of slots to wake */
+    struct work *item;
+    _Atomic uint32_t state;
+    _Atomic unsigned wakers;   /* futex wakes of this slot in flight */
+    bool listed;
 };
 
 struct corio_thread_pool {
     pthread_mutex_t lock;
-    pthread_cond_t cond;
     struct work *head, *tail;
-    unsigned max, nthreads, waiting, wakes, started;
-    unsigned spinning, spin_claims;  /* threads spinning for work; items promised to them */
-    _Atomic unsigned nqueued;        /* items queued, read lock-free by spinners */
+    struct idler *idle;              /* LIFO of idle threads */
+    unsigned max, nthreads, started;
+    _Atomic unsigned spinning;       /* idle threads spinning before they sleep */
     bool shut, broken, exited_set;
     bool rt_owned;                   /* a runtime's default executor (bridge.c) */
     _Atomic unsigned alive;          /* nthreads, for the lock-free snapshot */
@@ -84,11 +113,6 @@ int corio_thread_pool_create(corio_thread_pool **out, const corio_thread_pool_op
     if (!p)
         return -ENOMEM;
     if (corio_cfuture_create(&p->exited) < 0) {
-        free(p);
-        return -ENOMEM;
-    }
-    if (corio__cond_init_mono(&p->cond) < 0) {
-        corio_cfuture_unref(p->exited);
         free(p);
         return -ENOMEM;
     }
@@ -145,7 +169,6 @@ static struct work *take_all_locked(struct corio_thread_pool *p)
 {
     struct work *all = p->head;
     p->head = p->tail = NULL;
-    atomic_store_explicit(&p->nqueued, 0, memory_order_relaxed);
     return all;
 }
 
@@ -181,80 +204,159 @@ static void complete_exited(corio_cfuture *ex)
     }
 }
 
-/* With p->lock held: a spinner (or a starting thread) looks at the queue
- * now; it takes one promise with it. */
-static void end_spin_locked(struct corio_thread_pool *p)
+/* ---- idling and the hand-off ---- */
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t deadline)
 {
-    p->spinning--;
-    if (p->spin_claims)
-        p->spin_claims--;
-    if (p->spin_claims > p->spinning)
-        p->spin_claims = p->spinning;
+    uint64_t now = corio__mono_ns();
+    if (now >= deadline)
+        return;
+    uint64_t left = deadline - now;
+    struct timespec ts = { .tv_sec = (time_t)(left / 1000000000u),
+                           .tv_nsec = (long)(left % 1000000000u) };
+    /* A relative timeout, on CLOCK_MONOTONIC. */
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
 }
 
-/* With p->lock held (dropped meanwhile): spin up to SPIN_NS for work. A
- * spinner counts as idle, so submit promises it work (spin_claims) instead
- * of waking or starting a thread; it re-checks the queue under the lock
- * before it may sleep, so promised work is never stranded. */
-static void spin_for_work(struct corio_thread_pool *p)
+static void futex_wake(_Atomic uint32_t *addr)
 {
-    p->spinning++;
-    pthread_mutex_unlock(&p->lock);
-    uint64_t until = corio__mono_ns() + SPIN_NS;
-    do {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* With p->lock held: take idler @me off the idle list. */
+static void unlink_locked(struct corio_thread_pool *p, struct idler *me)
+{
+    if (me->prev)
+        me->prev->next = me->next;
+    else
+        p->idle = me->next;
+    if (me->next)
+        me->next->prev = me->prev;
+    me->next = me->prev = NULL;
+    me->listed = false;
+}
+
+/* With p->lock held: hand @item (NULL: "look at the pool") to idler @me,
+ * taking it off the list. When it sleeps, it is pushed on *@wake, for
+ * wake_all() once the mutex is released. */
+static void hand_off_locked(struct corio_thread_pool *p, struct idler *me, struct work *item,
+                            struct idler **wake)
+{
+    unlink_locked(p, me);
+    me->item = item;
+    if (atomic_exchange_explicit(&me->state, IDLE_WOKEN, memory_order_acq_rel) == IDLE_SLEEP) {
+        atomic_fetch_add_explicit(&me->wakers, 1, memory_order_relaxed);
+        me->wake_next = *wake;
+        *wake = me;
+    }
+}
+
+/* Without the mutex: wake the slots hand_off_locked() listed. */
+static void wake_all(struct idler *w)
+{
+    while (w) {
+        struct idler *next = w->wake_next;
+        futex_wake(&w->state);
+        /* Release: the slot's owner may free it once it reads 0. */
+        atomic_fetch_sub_explicit(&w->wakers, 1, memory_order_release);
+        w = next;
+    }
+}
+
+/* Before a thread's slot goes: wait out wakes of it still in flight. */
+static void slot_quiesce(struct idler *me)
+{
+    while (atomic_load_explicit(&me->wakers, memory_order_acquire))
         sched_yield();
-    } while (!atomic_load_explicit(&p->nqueued, memory_order_relaxed) &&
-             corio__mono_ns() < until);
+}
+
+/* Without the mutex: wait until @me is handed something (true) or the idle
+ * deadline passed (false). Spins first when few others do. */
+static bool idle_wait(struct corio_thread_pool *p, struct idler *me)
+{
+    uint64_t now = corio__mono_ns(), deadline = now + (uint64_t)p->idle_ns;
+    if (atomic_fetch_add_explicit(&p->spinning, 1, memory_order_relaxed) < MAX_SPINNERS) {
+        uint64_t until = now + SPIN_NS;
+        while (atomic_load_explicit(&me->state, memory_order_acquire) == IDLE_SPIN &&
+               corio__mono_ns() < until)
+            sched_yield();
+    }
+    atomic_fetch_sub_explicit(&p->spinning, 1, memory_order_relaxed);
+    uint32_t spin = IDLE_SPIN;
+    if (atomic_compare_exchange_strong_explicit(&me->state, &spin, IDLE_SLEEP,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        while (atomic_load_explicit(&me->state, memory_order_acquire) == IDLE_SLEEP &&
+               corio__mono_ns() < deadline)
+            futex_wait(&me->state, IDLE_SLEEP, deadline);
+    }
+    return atomic_load_explicit(&me->state, memory_order_acquire) == IDLE_WOKEN;
+}
+
+/* The next item for a thread that just finished one: queued work first,
+ * else it idles on @me. NULL, with p->lock held, when the thread is to
+ * leave (shut down with the queue empty, broken, or idle too long). */
+static struct work *next_item(struct corio_thread_pool *p, struct idler *me)
+{
     pthread_mutex_lock(&p->lock);
-    end_spin_locked(p);
+    for (;;) {
+        struct work *w = p->head;
+        if (w) {
+            p->head = w->next;
+            if (!p->head)
+                p->tail = NULL;
+            pthread_mutex_unlock(&p->lock);
+            return w;
+        }
+        if (p->shut || p->broken)
+            return NULL;
+        me->item = NULL;
+        atomic_store_explicit(&me->state, IDLE_SPIN, memory_order_relaxed);
+        me->prev = NULL;
+        me->next = p->idle;
+        if (p->idle)
+            p->idle->prev = me;
+        p->idle = me;
+        me->listed = true;
+        pthread_mutex_unlock(&p->lock);
+        if (idle_wait(p, me) && me->item)
+            return me->item;   /* handed over: run it without the mutex */
+        pthread_mutex_lock(&p->lock);
+        if (!me->listed) {
+            if (me->item) {    /* handed over as the wait timed out */
+                pthread_mutex_unlock(&p->lock);
+                return me->item;
+            }
+            continue;          /* shutdown's empty hand-off: look again */
+        }
+        unlink_locked(p, me);   /* timed out: off the list */
+        if (!p->head)
+            return NULL;       /* idle too long: retire */
+    }
 }
 
 static void *pool_thread(void *arg)
 {
-    struct corio_thread_pool *p = arg;
+    struct work *w = arg;   /* the item that started this thread */
+    struct corio_thread_pool *p = w->pool;
     cur_pool = p;
+    /* The starter names this thread under the mutex: wait for that, so
+     * the first item (and the initializer) see the name. */
+    pthread_mutex_lock(&p->lock);
+    pthread_mutex_unlock(&p->lock);
     if (p->initializer && p->initializer(p->initarg) < 0) {
         pthread_mutex_lock(&p->lock);
-        end_spin_locked(p);
         p->broken = true;
-        struct work *all = take_all_locked(p);
+        w->next = take_all_locked(p);
         pthread_mutex_unlock(&p->lock);
-        fail_all(all, -EPIPE, "A thread initializer failed, the thread pool is not usable anymore");
+        fail_all(w, -EPIPE, "A thread initializer failed, the thread pool is not usable anymore");
         pthread_mutex_lock(&p->lock);
         goto leave;
     }
-    pthread_mutex_lock(&p->lock);
-    end_spin_locked(p);   /* started as a spinner (start_thread_locked) */
-    for (;;) {
-        if (!p->head && !p->shut && !p->broken && p->spinning < MAX_SPINNERS)
-            spin_for_work(p);
-        while (!p->head && !p->shut && !p->broken) {
-            uint64_t deadline = corio__mono_ns() + (uint64_t)p->idle_ns;
-            p->waiting++;
-            bool in_time = corio__cond_wait_until(&p->cond, &p->lock, deadline);
-            p->waiting--;
-            if (p->wakes)
-                p->wakes--;
-            if ((!in_time || corio__mono_ns() >= deadline) && !p->head)
-                goto leave;   /* idle too long: retire */
-        }
-        struct work *w = p->head;
-        if (!w)
-            break;   /* shut down (or broken) and nothing left */
-        p->head = w->next;
-        if (!p->head)
-            p->tail = NULL;
-        atomic_store_explicit(&p->nqueued, p->nqueued - 1, memory_order_relaxed);
-        /* More queued than promised: hand the rest on (claims are hints). */
-        if (p->head && p->waiting > p->wakes &&
-            atomic_load_explicit(&p->nqueued, memory_order_relaxed) > p->spinning) {
-            p->wakes++;
-            pthread_cond_signal(&p->cond);
-        }
-        pthread_mutex_unlock(&p->lock);
+    struct idler me = { .listed = false };
+    do
         run_item(w);
-        pthread_mutex_lock(&p->lock);
-    }
+    while ((w = next_item(p, &me)));
+    slot_quiesce(&me);
 leave:
     p->nthreads--;
     atomic_store_explicit(&p->alive, p->nthreads, memory_order_relaxed);
@@ -265,24 +367,18 @@ leave:
     return NULL;
 }
 
-/* With p->lock held: start one more thread. */
-static int start_thread_locked(struct corio_thread_pool *p)
+/* With p->lock held: start one more thread, @w its first item. */
+static int start_thread_locked(struct corio_thread_pool *p, struct work *w)
 {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&a, THREAD_STACK);
     pthread_t t;
-    int rc = pthread_create(&t, &a, pool_thread, p);
+    int rc = pthread_create(&t, &a, pool_thread, w);
     pthread_attr_destroy(&a);
     if (rc)
         return -EAGAIN;
-    /* A starting thread is a spinner promised the item that started it: it
-     * looks at the queue first thing. The next submission still starts
-     * another thread (as Python's: a thread counts as idle only once it
-     * waits), so a burst of blocking calls runs side by side. */
-    p->spinning++;
-    p->spin_claims++;
     p->nthreads++;
     atomic_store_explicit(&p->alive, p->nthreads, memory_order_relaxed);
     char name[16];
@@ -306,34 +402,33 @@ int corio_thread_pool_submit(corio_thread_pool *p, corio_fn fn, void *arg, corio
     w->fn = fn;
     w->arg = arg;
     w->next = NULL;
+    w->pool = p;
+    corio_cfuture *cf = corio_cfuture_ref(w->cf);   /* the caller's; w->cf is the item's */
     pthread_mutex_lock(&p->lock);
     rc = p->shut ? -ESHUTDOWN : p->broken ? -EPIPE : 0;
-    bool promised = rc == 0 && p->spinning > p->spin_claims;
-    if (promised) {
-        p->spin_claims++;
-    } else if (rc == 0 && p->waiting <= p->wakes && p->nthreads < p->max) {
-        rc = start_thread_locked(p);
-        if (rc < 0 && p->nthreads)
-            rc = 0;   /* the busy threads will get to it */
+    struct idler *wake = NULL;
+    if (rc == 0 && p->idle) {
+        hand_off_locked(p, p->idle, w, &wake);
+    } else if (rc == 0 && (p->nthreads >= p->max || start_thread_locked(p, w) < 0)) {
+        if (p->nthreads) {   /* the busy threads will get to it */
+            if (p->tail)
+                p->tail->next = w;
+            else
+                p->head = w;
+            p->tail = w;
+        } else {
+            rc = -EAGAIN;
+        }
     }
+    pthread_mutex_unlock(&p->lock);
+    wake_all(wake);
     if (rc < 0) {
-        pthread_mutex_unlock(&p->lock);
+        corio_cfuture_unref(cf);
         corio_cfuture_unref(w->cf);
         free(w);
         return rc;
     }
-    if (p->tail)
-        p->tail->next = w;
-    else
-        p->head = w;
-    p->tail = w;
-    atomic_store_explicit(&p->nqueued, p->nqueued + 1, memory_order_relaxed);
-    if (!promised && p->waiting > p->wakes) {
-        p->wakes++;
-        pthread_cond_signal(&p->cond);
-    }
-    *out = corio_cfuture_ref(w->cf);   /* one for the caller, one for the item */
-    pthread_mutex_unlock(&p->lock);
+    *out = cf;
     return 0;
 }
 
@@ -346,9 +441,12 @@ static int begin_shutdown(struct corio_thread_pool *p, bool cancel_futures)
     pthread_mutex_lock(&p->lock);
     p->shut = true;
     struct work *cancel = cancel_futures ? take_all_locked(p) : NULL;
-    pthread_cond_broadcast(&p->cond);
+    struct idler *wake = NULL;
+    while (p->idle)
+        hand_off_locked(p, p->idle, NULL, &wake);
     corio_cfuture *ex = exit_locked(p);
     pthread_mutex_unlock(&p->lock);
+    wake_all(wake);
     fail_all(cancel, -ECANCELED, NULL);
     complete_exited(ex);
     return 0;
@@ -363,8 +461,11 @@ int corio_thread_pool_shutdown(corio_thread_pool *p, bool wait, bool cancel_futu
         pthread_mutex_lock(&p->lock);
         p->shut = true;
         struct work *cancel = cancel_futures ? take_all_locked(p) : NULL;
-        pthread_cond_broadcast(&p->cond);
+        struct idler *wake = NULL;
+        while (p->idle)
+            hand_off_locked(p, p->idle, NULL, &wake);
         pthread_mutex_unlock(&p->lock);
+        wake_all(wake);
         fail_all(cancel, -ECANCELED, NULL);
         return 0;
     }
@@ -400,7 +501,6 @@ int corio_thread_pool_destroy(corio_thread_pool *p)
     while (!corio_cfuture_done(p->exited))
         corio_cfuture_result(p->exited, CORIO_WAIT_FOREVER, NULL);
     corio_cfuture_unref(p->exited);
-    pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     free(p);
     return 0;
@@ -427,7 +527,6 @@ bool corio__thread_pool_rt_owned(const corio_thread_pool *p)
  * would shut down. */
 struct corio_thread_pool corio__closed_pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .cond = PTHREAD_COND_INITIALIZER,
     .shut = true,
     .exited_set = true,
 };
