@@ -31,8 +31,14 @@ int corio__callback_new(struct corio_handle **h, corio_handle **out, corio_callb
     struct corio__worker *w = corio__worker_current();
     if (!w)
         return -EPERM;
+    return corio__callback_new_on(w->rt, h, out, fn, arg);
+}
+
+int corio__callback_new_on(struct corio_rt *rt, struct corio_handle **h, corio_handle **out,
+                           corio_callback_fn fn, void *arg)
+{
     /* One reference for the queue (or timer), one for the caller's @out. */
-    *h = corio__handle_new(w->rt, out ? 2 : 1);
+    *h = corio__handle_new(rt, out ? 2 : 1);
     if (!*h)
         return -ENOMEM;
     (*h)->fn = fn;

@@ -381,6 +381,9 @@ struct corio_handle *corio__handle_new(struct corio_rt *rt, uint32_t refs);
  * queued: 0 and *@h (and *@out, when given), -EINVAL, -EPERM, -ENOMEM. */
 int corio__callback_new(struct corio_handle **h, corio_handle **out, corio_callback_fn fn,
                         void *arg);
+/* The same for @rt from any thread (@fn already checked): 0 or -ENOMEM. */
+int corio__callback_new_on(struct corio_rt *rt, struct corio_handle **h, corio_handle **out,
+                           corio_callback_fn fn, void *arg);
 void corio__handle_run(struct corio_handle *h);
 void corio__handle_drop(struct corio_handle *h);
 

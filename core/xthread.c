@@ -71,19 +71,12 @@ int corio__rt_call_soon_threadsafe(struct corio_rt *rt, corio_handle **out,
     int rc = gate_enter(rt);
     if (rc < 0)
         return rc;
-    /* One reference for the queue, one for the caller's @out. */
-    struct corio_handle *h = corio__handle_new(rt, out ? 2 : 1);
-    if (!h) {
-        gate_leave(rt);
-        return -ENOMEM;
-    }
-    h->fn = fn;
-    h->arg = arg;
-    if (out)
-        *out = h;
-    corio__schedule(rt, &h->node, false);
+    struct corio_handle *h;
+    rc = corio__callback_new_on(rt, &h, out, fn, arg);
+    if (rc == 0)
+        corio__schedule(rt, &h->node, false);
     gate_leave(rt);
-    return 0;
+    return rc;
 }
 
 void corio__rt_set_shutdown_hook(struct corio_rt *rt, void (*fn)(struct corio_rt *rt, void *arg),

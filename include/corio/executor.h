@@ -226,8 +226,8 @@ CORIO_API int corio_executor_raise(int err, const char *msg);
  * Call from: a task. */
 CORIO_API int corio_run_in_executor(corio_thread_pool *ex, corio_fn fn, void *arg, void **value);
 
-/* corio_to_thread - corio_run_in_executor(NULL, ...) (asyncio.to_thread).
- * Call from: a task. */
+/* corio_to_thread - corio_run_in_executor(NULL, ...) (asyncio.to_thread);
+ * returns as that. Call from: a task. */
 CORIO_API int corio_to_thread(corio_fn fn, void *arg, void **value);
 
 /* corio_set_default_executor - make @ex the executor that
