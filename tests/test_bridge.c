@@ -310,7 +310,7 @@ struct xt_case {
     corio_rt *rt;
     atomic_bool cancelled;
     atomic_long ok;
-    int called;
+    atomic_int called; /* written by the callback on a worker, polled by main */
 };
 
 static void *xt_basic_thread(void *arg)
@@ -414,7 +414,8 @@ static void bridge_threadsafe_stress_8_threads(void **state)
 static void soon_cb(void *arg)
 {
     struct xt_case *c = arg;
-    c->called = corio_current_task() == NULL && corio_worker_id() >= 0 ? 1 : -1;
+    atomic_store(&c->called,
+                 corio_current_task() == NULL && corio_worker_id() >= 0 ? 1 : -1);
 }
 
 static void *soon_thread(void *arg)
@@ -431,9 +432,9 @@ static void *soon_main(void *arg)
     struct xt_case *c = arg;
     c->rt = corio_get_running_rt();
     run_threads_from_task(&c->ck, 1, soon_thread, c);
-    for (int i = 0; i < 1000 && !c->called; i++)
+    for (int i = 0; i < 1000 && !atomic_load(&c->called); i++)
         corio_sleep(1 * MS);
-    CHECK_EQ(&c->ck, c->called, 1);
+    CHECK_EQ(&c->ck, atomic_load(&c->called), 1);
     return NULL;
 }
 
