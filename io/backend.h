@@ -22,6 +22,14 @@
  * stored) -> 2 (the waker is done touching the op and the task): the
  * awaiting task leaves only at 2, so the completer never touches freed
  * memory, and it waits only for the few instructions of one wake-up.
+ *
+ * Deadlines: an op with a non-zero ->deadline (CLOCK_MONOTONIC ns) that
+ * is still waiting then completes with -ETIMEDOUT. The uring backend links
+ * an IORING_OP_LINK_TIMEOUT (absolute) to every SQE the op issues, so the
+ * kernel stops it; the epoll backend arms a timer on the owner's wheel in
+ * ->dl.timer, removed on the owner when the op completes. An op that can
+ * finish at once does, even past its deadline. Ops on a blocking thread
+ * (->pooled) ignore their deadline: nothing can stop them.
  */
 #ifndef CORIO_IO_BACKEND_H
 #define CORIO_IO_BACKEND_H
@@ -31,6 +39,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <linux/time_types.h>
+
+#include "wheel.h"
 
 struct corio__worker;
 struct corio_task;
@@ -81,6 +92,11 @@ struct corio__io_op {
     struct statx *stx;             /* STATX */
     int (*call)(void *);           /* CALL: returns the result (>= 0 or -errno) */
     void *call_arg;
+    uint64_t deadline;             /* 0, or when a waiting op gives up (-ETIMEDOUT) */
+    union {                        /* the backend's, for the deadline */
+        struct __kernel_timespec ts;   /* uring: read by the kernel at submission */
+        struct corio__timer timer;     /* epoll: on the owner's wheel */
+    } dl;
     /* completion */
     int res;
     _Atomic uint32_t done;         /* 0 pending, 1 result stored, 2 complete */

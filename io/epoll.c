@@ -15,6 +15,10 @@
  * Descriptors given to corio are switched to O_NONBLOCK, as asyncio requires
  * of the sockets passed to its sock_* functions.
  *
+ * A waiter with a deadline has a timer on its owner's wheel (op->dl.timer):
+ * whichever comes first, readiness or the timer, unlinks the op, and
+ * unlinking also removes the timer, all on the owner.
+ *
  * Owner thread only, except the pool's completions (corio__io_complete()).
  */
 #include <fcntl.h>
@@ -150,6 +154,19 @@ static void unlink_op(struct ep *e, struct ep_fd *f, struct corio__io_op *op)
         f->tail = op->prev;
     op->next = op->prev = NULL;
     op->state &= (uint8_t)~CORIO__OP_QUEUED;
+    if (op->deadline)
+        corio__wheel_remove(corio__worker_current()->wheel, &op->dl.timer);
+}
+
+/* The deadline came first (on the owner: the wheel is its alone). */
+static void deadline_fire(struct corio__timer *tm)
+{
+    struct corio__io_op *op = corio__container_of(tm, struct corio__io_op, dl.timer);
+    if (!(op->state & CORIO__OP_QUEUED))
+        return;
+    struct ep *e = ep_of(op->owner);
+    unlink_op(e, &e->fds[op->fd], op);
+    corio__io_complete(op, -ETIMEDOUT);
 }
 
 static int set_nonblock(int fd)
@@ -223,6 +240,10 @@ static int ep_submit(struct corio__worker *w, struct corio__io_op *op)
     f->tail = op;
     op->state |= CORIO__OP_QUEUED;
     e->waiting++;
+    if (op->deadline) {
+        corio__timer_init(&op->dl.timer, deadline_fire);
+        corio__wheel_insert(w->wheel, &op->dl.timer, op->deadline);
+    }
     int rc = arm(e, op->fd, f);
     if (rc < 0) {
         unlink_op(e, f, op);

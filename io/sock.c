@@ -27,55 +27,156 @@ int corio_socket(int domain, int type, int protocol)
     return fd < 0 ? -errno : fd;
 }
 
-int corio_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+/* A relative timeout as an op's absolute deadline (never 0: 0 means none).
+ * -EINVAL when negative. */
+static int deadline_in(int64_t timeout_ns, uint64_t *deadline)
+{
+    if (timeout_ns < 0)
+        return -EINVAL;
+    uint64_t now = corio_time_ns();
+    *deadline = (uint64_t)timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + (uint64_t)timeout_ns;
+    if (!*deadline)
+        *deadline = 1;
+    return 0;
+}
+
+static int accept_until(int fd, struct sockaddr *addr, socklen_t *addrlen, uint64_t deadline)
 {
     if (addr && !addrlen)
         return -EINVAL;
     struct corio__io_op op = {.code = CORIO__IO_ACCEPT, .fd = fd, .addr = addr,
                               .addrlen = addr ? addrlen : NULL,
-                              .flags = SOCK_NONBLOCK | SOCK_CLOEXEC};
+                              .flags = SOCK_NONBLOCK | SOCK_CLOEXEC, .deadline = deadline};
     return await_op(&op);
 }
 
-int corio_sock_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+static int connect_until(int fd, const struct sockaddr *addr, socklen_t addrlen,
+                         uint64_t deadline)
 {
     if (!addr)
         return -EINVAL;
     struct corio__io_op op = {.code = CORIO__IO_CONNECT, .fd = fd,
-                              .addr = (struct sockaddr *)addr, .addrlen_value = addrlen};
+                              .addr = (struct sockaddr *)addr, .addrlen_value = addrlen,
+                              .deadline = deadline};
     return await_op(&op);
 }
 
-ssize_t corio_sock_recv(int fd, void *buf, size_t len, int flags)
+static ssize_t recv_until(int fd, void *buf, size_t len, int flags, uint64_t deadline)
 {
     if (bad_buf(buf, len))
         return -EINVAL;
     struct corio__io_op op = {.code = CORIO__IO_RECV, .fd = fd, .buf = buf, .len = len,
-                              .flags = flags};
+                              .flags = flags, .deadline = deadline};
     return await_op(&op);
 }
 
-ssize_t corio_sock_send(int fd, const void *buf, size_t len, int flags)
+static ssize_t send_until(int fd, const void *buf, size_t len, int flags, uint64_t deadline)
 {
     if (bad_buf(buf, len))
         return -EINVAL;
     struct corio__io_op op = {.code = CORIO__IO_SEND, .fd = fd, .buf = (void *)buf, .len = len,
-                              .flags = flags};
+                              .flags = flags, .deadline = deadline};
     return await_op(&op);
 }
 
-ssize_t corio_sock_sendall(int fd, const void *buf, size_t len)
+static ssize_t sendall_until(int fd, const void *buf, size_t len, uint64_t deadline)
 {
     if (bad_buf(buf, len))
         return -EINVAL;
     size_t done = 0;
     while (done < len) {
-        ssize_t n = corio_sock_send(fd, (const char *)buf + done, len - done, 0);
+        ssize_t n = send_until(fd, (const char *)buf + done, len - done, 0, deadline);
         if (n < 0)
             return n;
         done += (size_t)n;
     }
     return (ssize_t)len;
+}
+
+static int wait_fd_until(int fd, int events, uint64_t deadline)
+{
+    if (!(events & (POLLIN | POLLOUT | POLLPRI | POLLRDHUP)))
+        return -EINVAL;
+    struct corio__io_op op = {.code = CORIO__IO_POLL, .fd = fd, .flags = events,
+                              .deadline = deadline};
+    return await_op(&op);
+}
+
+int corio_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    return accept_until(fd, addr, addrlen, 0);
+}
+
+int corio_sock_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    return connect_until(fd, addr, addrlen, 0);
+}
+
+ssize_t corio_sock_recv(int fd, void *buf, size_t len, int flags)
+{
+    return recv_until(fd, buf, len, flags, 0);
+}
+
+ssize_t corio_sock_send(int fd, const void *buf, size_t len, int flags)
+{
+    return send_until(fd, buf, len, flags, 0);
+}
+
+ssize_t corio_sock_sendall(int fd, const void *buf, size_t len)
+{
+    return sendall_until(fd, buf, len, 0);
+}
+
+int corio_wait_fd(int fd, int events)
+{
+    return wait_fd_until(fd, events, 0);
+}
+
+/* ---- the same with a timeout (a deadline the backend enforces) ---- */
+
+int corio_sock_accept_timeout(int fd, struct sockaddr *addr, socklen_t *addrlen,
+                              int64_t timeout_ns)
+{
+    uint64_t d;
+    int rc = deadline_in(timeout_ns, &d);
+    return rc < 0 ? rc : accept_until(fd, addr, addrlen, d);
+}
+
+int corio_sock_connect_timeout(int fd, const struct sockaddr *addr, socklen_t addrlen,
+                               int64_t timeout_ns)
+{
+    uint64_t d;
+    int rc = deadline_in(timeout_ns, &d);
+    return rc < 0 ? rc : connect_until(fd, addr, addrlen, d);
+}
+
+ssize_t corio_sock_recv_timeout(int fd, void *buf, size_t len, int flags, int64_t timeout_ns)
+{
+    uint64_t d;
+    int rc = deadline_in(timeout_ns, &d);
+    return rc < 0 ? rc : recv_until(fd, buf, len, flags, d);
+}
+
+ssize_t corio_sock_send_timeout(int fd, const void *buf, size_t len, int flags,
+                                int64_t timeout_ns)
+{
+    uint64_t d;
+    int rc = deadline_in(timeout_ns, &d);
+    return rc < 0 ? rc : send_until(fd, buf, len, flags, d);
+}
+
+ssize_t corio_sock_sendall_timeout(int fd, const void *buf, size_t len, int64_t timeout_ns)
+{
+    uint64_t d;
+    int rc = deadline_in(timeout_ns, &d);
+    return rc < 0 ? rc : sendall_until(fd, buf, len, d);
+}
+
+int corio_wait_fd_timeout(int fd, int events, int64_t timeout_ns)
+{
+    uint64_t d;
+    int rc = deadline_in(timeout_ns, &d);
+    return rc < 0 ? rc : wait_fd_until(fd, events, d);
 }
 
 ssize_t corio_sock_recvmsg(int fd, struct msghdr *msg, int flags)
@@ -149,14 +250,6 @@ ssize_t corio_write(int fd, const void *buf, size_t len)
         return -EINVAL;
     struct corio__io_op op = {.code = CORIO__IO_WRITE, .fd = fd, .buf = (void *)buf, .len = len,
                               .off = UINT64_MAX};
-    return await_op(&op);
-}
-
-int corio_wait_fd(int fd, int events)
-{
-    if (!(events & (POLLIN | POLLOUT | POLLPRI | POLLRDHUP)))
-        return -EINVAL;
-    struct corio__io_op op = {.code = CORIO__IO_POLL, .fd = fd, .flags = events};
     return await_op(&op);
 }
 
@@ -289,7 +382,7 @@ int corio_udp_bind(const char *host, uint16_t port, uint16_t *bound_port)
     return bound_socket(host, port, SOCK_DGRAM, 0, bound_port);
 }
 
-int corio_tcp_connect(const char *host, uint16_t port)
+static int tcp_connect_until(const char *host, uint16_t port, uint64_t deadline)
 {
     if (!host || !*host)
         host = "localhost";
@@ -304,7 +397,7 @@ int corio_tcp_connect(const char *host, uint16_t port)
             rc = fd;
             continue;
         }
-        rc = corio_sock_connect(fd, a->ai_addr, a->ai_addrlen);
+        rc = connect_until(fd, a->ai_addr, a->ai_addrlen, deadline);
         if (rc == 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -312,9 +405,21 @@ int corio_tcp_connect(const char *host, uint16_t port)
             return fd;
         }
         close(fd);
-        if (rc == -ECANCELED)
+        if (rc == -ECANCELED || (rc == -ETIMEDOUT && deadline))
             break;
     }
     freeaddrinfo(ai);
     return rc;
+}
+
+int corio_tcp_connect(const char *host, uint16_t port)
+{
+    return tcp_connect_until(host, port, 0);
+}
+
+int corio_tcp_connect_timeout(const char *host, uint16_t port, int64_t timeout_ns)
+{
+    uint64_t d;
+    int rc = deadline_in(timeout_ns, &d);
+    return rc < 0 ? rc : tcp_connect_until(host, port, d);
 }

@@ -7,11 +7,12 @@
  * is required (a full CQ then never loses a completion) and every opcode
  * corio uses is probed. No SQPOLL. The ring is excluded from fork().
  *
- * user_data is the operation's address, or one of two tags below address
- * 4096: the read of the worker's wake eventfd (armed before the worker
- * blocks in the ring), and cancel requests
- * (whose own results do not matter: the cancelled operation completes by
- * itself). SQEs are queued by submit()/cancel() and handed to the kernel by
+ * user_data is the operation's address, or one of three tags below
+ * address 4096: the read of the worker's wake eventfd (armed before the
+ * worker blocks in the ring), cancel requests and linked timeouts (whose
+ * own results do not matter: the operation they stop completes by itself,
+ * with -ECANCELED, which an op with a deadline that nobody cancelled reports
+ * as -ETIMEDOUT). SQEs are queued by submit()/cancel() and handed to the kernel by
  * poll(): before the worker parks (one io_uring_enter that submits and
  * waits), or every 61 ticks of a busy worker. A full SQ is flushed on the
  * spot; -EBUSY/-EAGAIN from the kernel means: reap completions, then retry.
@@ -35,6 +36,7 @@
 #define CQ_ENTRIES 512        /* DESIGN.md: twice the SQ, as liburing's default */
 #define TAG_WAKE 1u
 #define TAG_CANCEL 2u
+#define TAG_LINK_TIMEOUT 3u
 
 struct ur {
     struct io_uring ring;
@@ -50,7 +52,7 @@ static const uint8_t needed_ops[] = {
     IORING_OP_READ, IORING_OP_WRITE, IORING_OP_RECV, IORING_OP_SEND, IORING_OP_RECVMSG,
     IORING_OP_SENDMSG, IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_POLL_ADD,
     IORING_OP_SHUTDOWN, IORING_OP_CLOSE, IORING_OP_OPENAT, IORING_OP_FSYNC, IORING_OP_STATX,
-    IORING_OP_ASYNC_CANCEL, IORING_OP_NOP,
+    IORING_OP_ASYNC_CANCEL, IORING_OP_NOP, IORING_OP_LINK_TIMEOUT,
 };
 
 static int probe(struct io_uring *ring)
@@ -184,6 +186,30 @@ static struct io_uring_sqe *get_sqe(struct corio__worker *w)
     return sqe;
 }
 
+/* Room for @n SQEs at once: a linked pair must reach the kernel in one
+ * submission, or the link would end at the batch's end. */
+static void reserve(struct corio__worker *w, unsigned n)
+{
+    while (io_uring_sq_space_left(&ur_of(w)->ring) < n)
+        flush(w, false);
+}
+
+/* After @sqe (the op's, already prepared): its deadline as a linked
+ * timeout. Every SQE an op issues (the op, a readiness poll, the op again)
+ * gets its own; the deadline is absolute, so it stays the same. */
+static void link_deadline(struct corio__worker *w, struct io_uring_sqe *sqe,
+                          struct corio__io_op *op)
+{
+    if (!op->deadline)
+        return;
+    sqe->flags |= IOSQE_IO_LINK;
+    op->dl.ts.tv_sec = (long long)(op->deadline / 1000000000u);
+    op->dl.ts.tv_nsec = (long long)(op->deadline % 1000000000u);
+    struct io_uring_sqe *lt = get_sqe(w);
+    io_uring_prep_link_timeout(lt, &op->dl.ts, IORING_TIMEOUT_ABS);
+    io_uring_sqe_set_data64(lt, TAG_LINK_TIMEOUT);
+}
+
 static void prep(struct io_uring_sqe *sqe, struct corio__io_op *op)
 {
     switch (op->code) {
@@ -247,7 +273,10 @@ static int ur_submit(struct corio__worker *w, struct corio__io_op *op)
         op->pooled = true;
         return corio__blocking_submit(op);
     }
-    prep(get_sqe(w), op);
+    reserve(w, op->deadline ? 2 : 1);
+    struct io_uring_sqe *sqe = get_sqe(w);
+    prep(sqe, op);
+    link_deadline(w, sqe, op);
     ur_of(w)->inflight++;
     return 0;
 }
@@ -287,7 +316,7 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
     struct ur *u = ur_of(w);
     uint64_t ud = io_uring_cqe_get_data64(cqe);
     /* liburing's own wait timeout (kernels without EXT_ARG) is not ours. */
-    if (ud == TAG_CANCEL || ud == LIBURING_UDATA_TIMEOUT)
+    if (ud == TAG_CANCEL || ud == TAG_LINK_TIMEOUT || ud == LIBURING_UDATA_TIMEOUT)
         return;
     u->inflight--;
     if (ud == TAG_WAKE) {
@@ -296,6 +325,8 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
     }
     struct corio__io_op *op = (struct corio__io_op *)(uintptr_t)ud;
     int res = cqe->res;
+    if (res == -ECANCELED && op->deadline && !(op->state & CORIO__OP_CANCELING))
+        res = -ETIMEDOUT;   /* only its linked timeout stops an op nobody cancelled */
     if (op->state & CORIO__OP_POLLING) {
         /* Ready (or failed): issue the operation itself again. */
         op->state &= (uint8_t)~CORIO__OP_POLLING;
@@ -315,9 +346,11 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
         if (res == -EINPROGRESS)
             op->state |= CORIO__OP_STARTED;
         op->state |= CORIO__OP_POLLING;
+        reserve(w, op->deadline ? 2 : 1);
         struct io_uring_sqe *sqe = get_sqe(w);
         io_uring_prep_poll_add(sqe, op->fd, retry_mask(op));
         io_uring_sqe_set_data(sqe, op);
+        link_deadline(w, sqe, op);
         u->inflight++;
         return;
     }

@@ -927,6 +927,220 @@ static void io_sock_recv_timeout_scope(void **state)
     run_checks(2, timeout_main);
 }
 
+/* ---- per-operation timeouts (linked timeouts; a wheel timer on epoll) -------- */
+
+static void *op_timeout_main(void *arg)
+{
+    struct checks *ck = arg;
+    int a, b;
+    if (pair_or_check(ck, &a, &b) < 0)
+        return NULL;
+    char buf[8];
+    uint64_t t0 = corio_time_ns();
+    CHECK_EQ(ck, corio_sock_recv_timeout(b, buf, sizeof buf, 0, 30 * MS), -ETIMEDOUT);
+    CHECK(ck, ms_since(t0) >= 29 && ms_since(t0) < 1000);
+    /* Not a cancellation: nothing is pending for the next await. */
+    CHECK_EQ(ck, corio_task_cancelling(corio_current_task()), 0);
+    CHECK_EQ(ck, corio_sleep(0), 0);
+    /* 0: only what is ready now. */
+    CHECK_EQ(ck, corio_sock_recv_timeout(b, buf, sizeof buf, 0, 0), -ETIMEDOUT);
+    CHECK_EQ(ck, corio_wait_fd_timeout(b, POLLIN, 0), -ETIMEDOUT);
+    CHECK_EQ(ck, corio_sock_send(a, "hi", 2, 0), 2);
+    CHECK(ck, corio_wait_fd_timeout(b, POLLIN, 5 * CORIO_SEC) & POLLIN);
+    CHECK_EQ(ck, corio_sock_recv_timeout(b, buf, sizeof buf, 0, 0), 2);
+    /* Data that arrives before the deadline ends the wait; the deadline
+     * passing afterwards changes nothing (no stray completion, no timer left
+     * on a stack frame that is gone: ASan watches). */
+    CHECK_EQ(ck, corio_sock_send_timeout(a, "abc", 3, 0, 5 * MS), 3);
+    CHECK_EQ(ck, corio_sock_recv_timeout(b, buf, sizeof buf, 0, 20 * MS), 3);
+    CHECK_EQ(ck, corio_sleep(30 * MS), 0);
+    t0 = corio_time_ns();
+    CHECK_EQ(ck, corio_wait_fd_timeout(b, POLLIN, 20 * MS), -ETIMEDOUT);
+    CHECK(ck, ms_since(t0) >= 19);
+    /* A send that cannot progress: the peer never reads, the buffers fill. */
+    static char big[1 << 16];
+    ssize_t n;
+    while ((n = corio_sock_send_timeout(a, big, sizeof big, 0, 20 * MS)) > 0) {
+    }
+    CHECK_EQ(ck, n, -ETIMEDOUT);
+    CHECK_EQ(ck, corio_sock_sendall_timeout(a, big, sizeof big, 20 * MS), -ETIMEDOUT);
+    corio_close(a);
+    corio_close(b);
+    /* accept with nobody connecting */
+    uint16_t port;
+    int l = corio_tcp_listen("127.0.0.1", 0, 4, &port);
+    CHECK(ck, l >= 0);
+    t0 = corio_time_ns();
+    CHECK_EQ(ck, corio_sock_accept_timeout(l, NULL, NULL, 25 * MS), -ETIMEDOUT);
+    CHECK(ck, ms_since(t0) >= 24);
+    int c = corio_tcp_connect_timeout("127.0.0.1", port, 5 * CORIO_SEC);
+    CHECK(ck, c >= 0);
+    int s = corio_sock_accept_timeout(l, NULL, NULL, 5 * CORIO_SEC);
+    CHECK(ck, s >= 0);
+    corio_close(c);
+    corio_close(s);
+    corio_close(l);
+    return NULL;
+}
+
+static void io_sock_op_timeouts(void **state)
+{
+    (void)state;
+    run_checks(1, op_timeout_main);
+    run_checks(2, op_timeout_main);
+}
+
+/* A connect that hangs (see cancel_connect_main) ends at its deadline. */
+static void *connect_timeout_main(void *arg)
+{
+    struct cancel *c = arg;
+    uint16_t port;
+    int l = corio_tcp_listen("127.0.0.1", 0, 0, &port);
+    listen(l, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fill[8], nfill = 0;
+    c->rc = 77;
+    while (nfill < 8 && c->rc == 77) {
+        int fd = corio_socket(AF_INET, SOCK_STREAM, 0);
+        uint64_t t0 = corio_time_ns();
+        int rc = corio_sock_connect_timeout(fd, (struct sockaddr *)&to, sizeof to, 50 * MS);
+        if (rc == -ETIMEDOUT) {
+            CHECK(&c->ck, ms_since(t0) >= 49 && ms_since(t0) < 2000);
+            CHECK_EQ(&c->ck, corio_close(fd), 0);
+            c->rc = 0;
+        } else {
+            CHECK_EQ(&c->ck, rc, 0);
+            fill[nfill++] = fd;
+        }
+    }
+    while (nfill > 0)
+        corio_close(fill[--nfill]);
+    corio_close(l);
+    return NULL;
+}
+
+static void io_sock_connect_timeout(void **state)
+{
+    (void)state;
+    for (unsigned w = 1; w <= 2; w++) {
+        struct cancel c = {0};
+        run_main_checked(w, connect_timeout_main, &c, &c.ck);
+        if (c.rc == 77)
+            skip();
+    }
+}
+
+/* Many waiters with deadlines on one worker's ring or wheel at once; half
+ * get their data first. Every one ends with its own outcome, none early. */
+#define TIMED 200
+
+struct timed {
+    struct checks *ck;
+    int fd;
+    int64_t timeout;
+    bool fed;
+    atomic_int started;
+};
+
+static void *timed_waiter(void *arg)
+{
+    struct timed *t = arg;
+    char buf[4];
+    atomic_store(&t->started, 1);
+    uint64_t t0 = corio_time_ns();
+    ssize_t n = corio_sock_recv_timeout(t->fd, buf, sizeof buf, 0, t->timeout);
+    if (t->fed) {
+        CHECK_EQ(t->ck, n, 1);
+    } else {
+        CHECK_EQ(t->ck, n, -ETIMEDOUT);
+        CHECK(t->ck, corio_time_ns() - t0 >= (uint64_t)t->timeout);
+    }
+    return NULL;
+}
+
+static void *timed_many_main(void *arg)
+{
+    struct checks *ck = arg;
+    static struct timed ts[TIMED];
+    int peers[TIMED];
+    corio_task *tasks[TIMED];
+    for (int i = 0; i < TIMED; i++) {
+        int sv[2];
+        CHECK_EQ(ck, socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        bool fed = i % 2 == 0;   /* fed ones have time to spare: the feeding takes a while */
+        ts[i] = (struct timed){.ck = ck, .fd = sv[0], .fed = fed,
+                               .timeout = fed ? 2 * CORIO_SEC + i * MS : (1 + i % 20) * MS};
+        peers[i] = sv[1];
+        CHECK_EQ(ck, corio_spawn(&tasks[i], timed_waiter, &ts[i]), 0);
+    }
+    for (int i = 0; i < TIMED; i++)
+        while (!atomic_load(&ts[i].started))
+            corio_sleep(0);
+    for (int i = 0; i < TIMED; i += 2)
+        CHECK_EQ(ck, corio_sock_send(peers[i], "x", 1, 0), 1);
+    for (int i = 0; i < TIMED; i++) {
+        CHECK_EQ(ck, corio_await(tasks[i], NULL), 0);
+        corio_task_unref(tasks[i]);
+        corio_close(ts[i].fd);
+        corio_close(peers[i]);
+    }
+    return NULL;
+}
+
+static void io_sock_many_op_timeouts(void **state)
+{
+    (void)state;
+    run_checks(1, timed_many_main);
+    run_checks(2, timed_many_main);
+}
+
+static void *cancel_timed_waiter(void *arg)
+{
+    struct timed *t = arg;
+    char buf[4];
+    atomic_store(&t->started, 1);
+    CHECK_EQ(t->ck, corio_sock_recv_timeout(t->fd, buf, sizeof buf, 0, t->timeout), -ECANCELED);
+    return NULL;
+}
+
+/* A cancellation wins over the deadline: -ECANCELED, never -ETIMEDOUT. */
+static void *cancel_timed_main(void *arg)
+{
+    struct checks *ck = arg;
+    int sv[2];
+    CHECK_EQ(ck, socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    struct timed t = {.ck = ck, .fd = sv[0], .timeout = 10 * CORIO_SEC};
+    corio_task *task;
+    CHECK_EQ(ck, corio_spawn(&task, cancel_timed_waiter, &t), 0);
+    while (!atomic_load(&t.started))
+        corio_sleep(0);
+    corio_sleep(5 * MS);
+    CHECK_EQ(ck, corio_task_cancel(task, NULL), true);
+    CHECK_EQ(ck, corio_await(task, NULL), -ECANCELED);
+    corio_task_unref(task);
+    /* Bad input. */
+    char buf[1];
+    CHECK_EQ(ck, corio_sock_recv_timeout(sv[0], buf, 1, 0, -1), -EINVAL);
+    CHECK_EQ(ck, corio_sock_send_timeout(sv[0], buf, 1, 0, -1), -EINVAL);
+    CHECK_EQ(ck, corio_sock_sendall_timeout(sv[0], NULL, 1, MS), -EINVAL);
+    CHECK_EQ(ck, corio_sock_accept_timeout(sv[0], NULL, NULL, -5), -EINVAL);
+    CHECK_EQ(ck, corio_sock_connect_timeout(sv[0], NULL, 0, MS), -EINVAL);
+    CHECK_EQ(ck, corio_wait_fd_timeout(sv[0], 0, MS), -EINVAL);
+    CHECK_EQ(ck, corio_tcp_connect_timeout("127.0.0.1", 1, -1), -EINVAL);
+    CHECK_EQ(ck, corio_sock_recv_timeout(-1, buf, 1, 0, MS), -EBADF);
+    corio_close(sv[0]);
+    corio_close(sv[1]);
+    return NULL;
+}
+
+static void io_sock_op_timeout_cancel_and_errors(void **state)
+{
+    (void)state;
+    run_checks(1, cancel_timed_main);
+    run_checks(2, cancel_timed_main);
+}
+
 /* ---- add_reader / add_writer ---------------------------------------------- */
 
 struct watcher {
@@ -1169,6 +1383,10 @@ int main(void)
         cmocka_unit_test(io_sock_getaddrinfo),
         cmocka_unit_test(io_sock_bad_input),
         cmocka_unit_test(io_sock_recv_timeout_scope),
+        cmocka_unit_test(io_sock_op_timeouts),
+        cmocka_unit_test(io_sock_connect_timeout),
+        cmocka_unit_test(io_sock_many_op_timeouts),
+        cmocka_unit_test(io_sock_op_timeout_cancel_and_errors),
         cmocka_unit_test(io_sock_add_reader),
         cmocka_unit_test(io_sock_add_writer),
         cmocka_unit_test(io_sock_watchers_at_shutdown),

@@ -57,6 +57,11 @@ CORIO_API int corio_tcp_listen(const char *host, uint16_t port, int backlog,
  * or the last address's -errno (-ECONNREFUSED, -ENETUNREACH ...), -ENOENT
  * when @host does not resolve, -ECANCELED. Call from: a task. */
 CORIO_API int corio_tcp_connect(const char *host, uint16_t port);
+/* corio_tcp_connect_timeout - corio_tcp_connect() giving up @timeout_ns
+ * after the call (the deadline covers every address tried; name resolution
+ * on a blocking thread is not stopped by it). Returns as corio_tcp_connect(),
+ * or -ETIMEDOUT; -EINVAL when @timeout_ns < 0. Call from: a task. */
+CORIO_API int corio_tcp_connect_timeout(const char *host, uint16_t port, int64_t timeout_ns);
 
 /* corio_udp_bind - a UDP socket bound to @host:@port (as corio_tcp_listen).
  * Returns the descriptor or -errno. Call from: a task. */
@@ -119,6 +124,29 @@ CORIO_API ssize_t corio_write(int fd, const void *buf, size_t len);
  * ready events (> 0, POLLERR/POLLHUP included) or -errno.
  * Call from: a task. */
 CORIO_API int corio_wait_fd(int fd, int events);
+
+/* Per-operation timeouts (Go's deadlines, asyncio's wait_for around one
+ * sock_* call, without a task cancellation): corio_X_timeout() is
+ * corio_X() that gives up @timeout_ns after the call and returns
+ * -ETIMEDOUT. On io_uring the kernel stops the operation (a linked
+ * timeout); on epoll a timer on the worker's wheel does. An operation that
+ * can complete at once does, so a timeout of 0 means "only if ready now";
+ * a timed-out operation has transferred nothing, except that
+ * corio_sock_sendall_timeout() may have sent a part (as sendall on a
+ * socket with a timeout in Python). Each returns what corio_X() returns,
+ * -ETIMEDOUT, or -EINVAL when @timeout_ns < 0; a cancellation still ends
+ * it with -ECANCELED. Call from: a task. */
+CORIO_API int corio_sock_accept_timeout(int fd, struct sockaddr *addr, socklen_t *addrlen,
+                                        int64_t timeout_ns);
+CORIO_API int corio_sock_connect_timeout(int fd, const struct sockaddr *addr,
+                                         socklen_t addrlen, int64_t timeout_ns);
+CORIO_API ssize_t corio_sock_recv_timeout(int fd, void *buf, size_t len, int flags,
+                                          int64_t timeout_ns);
+CORIO_API ssize_t corio_sock_send_timeout(int fd, const void *buf, size_t len, int flags,
+                                          int64_t timeout_ns);
+CORIO_API ssize_t corio_sock_sendall_timeout(int fd, const void *buf, size_t len,
+                                             int64_t timeout_ns);
+CORIO_API int corio_wait_fd_timeout(int fd, int events, int64_t timeout_ns);
 
 /* corio_getaddrinfo - getaddrinfo(3) on the runtime's blocking threads, so
  * the worker keeps running (loop.getaddrinfo). Returns 0 and *@res (free it
