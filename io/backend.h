@@ -41,6 +41,7 @@
 #include <sys/types.h>
 #include <linux/time_types.h>
 
+#include "spin.h"
 #include "wheel.h"
 
 struct corio__worker;
@@ -72,6 +73,7 @@ enum corio__io_code {
 #define CORIO__OP_CANCELING 0x2u   /* a cancel was issued on the owner */
 #define CORIO__OP_STARTED   0x8u   /* CONNECT: the first connect() is in progress */
 #define CORIO__OP_POLLING   0x10u  /* uring: waiting for readiness before a retry */
+#define CORIO__OP_MULTISHOT 0x20u  /* one request, many results (struct corio__io_multi) */
 
 struct corio__io_op {
     uint8_t code;                  /* enum corio__io_code */
@@ -105,8 +107,27 @@ struct corio__io_op {
     struct corio__io_op *next, *prev;   /* backend-private links */
 };
 
+/* A multishot request (io/multi.c): one submission that yields a result
+ * per event (an accepted descriptor per connection) until it ends. The
+ * owner queues each result under ->lock and wakes the task; the task takes
+ * them one by one and re-arms the request when it ended by itself. The
+ * final result goes through op.done's 0 -> 1 -> 2 protocol, so the task
+ * leaves only after the owner's last touch. Lives on the task's stack. */
+struct corio__io_multi {
+    struct corio__io_op op;        /* code and arguments as for one operation */
+    struct corio__spin lock;       /* results, waiting */
+    int *results;                  /* a ring, oldest at ->head; grown by the owner */
+    uint32_t head, count, cap;
+    bool waiting;                  /* the task parks for a result */
+    bool armed;                    /* task's: a request was submitted, its end not seen */
+    void (*discard)(int res);      /* a result nobody will take (closes a descriptor) */
+};
+
 struct corio__backend_ops {
     const char *name;              /* "uring" or "epoll" */
+    /* submit() takes CORIO__OP_MULTISHOT ops (ACCEPT only, for now); when
+     * false, io/multi.c runs one operation per result instead. */
+    bool multishot;
     /* On the worker's own thread, before it runs anything; 0 or -errno. */
     int (*init)(struct corio__worker *w);
     /* On the worker's own thread, after its last task; nothing is in flight. */
@@ -154,6 +175,19 @@ int corio__io_await(struct corio__io_op *op);
 /* Perform @op once as a non-blocking system call (the epoll backend and the
  * blocking pool): its result, or -EAGAIN when it would block. */
 int corio__io_syscall(struct corio__io_op *op, bool nonblock);
+
+/* io/multi.c */
+/* A multishot request for @fd's connections, one-shot on a backend without. */
+void corio__io_multi_init_accept(struct corio__io_multi *m, int fd);
+/* The next result (a descriptor, or -errno as one operation would give),
+ * -ECANCELED (the task was cancelled: the request is stopped and what it
+ * queued is discarded), -EPERM outside a task. Call from: the task that
+ * owns @m, which must call corio__io_multi_close() before @m goes away. */
+int corio__io_multi_next(struct corio__io_multi *m);
+/* Stop @m's request (if armed), wait for its end, discard what is queued. */
+void corio__io_multi_close(struct corio__io_multi *m);
+/* Owner only (the backend): one result of @op; @more false for the last. */
+void corio__io_multi_push(struct corio__io_op *op, int res, bool more);
 
 /* io/pool.c: a few threads for what epoll cannot wait for (files): runs
  * corio__io_syscall(op, false) and completes @op there. 0 or -ENOMEM. */

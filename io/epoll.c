@@ -322,6 +322,7 @@ static bool ep_quiet(struct corio__worker *w)
 
 const struct corio__backend_ops corio__epoll_ops = {
     .name = "epoll",
+    .multishot = false,
     .init = ep_init,
     .fini = ep_fini,
     .submit = ep_submit,

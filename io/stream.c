@@ -51,6 +51,8 @@
 #include "corio/task.h"
 #include "corio/time.h"
 
+#include "backend.h"   /* the server's multishot accept */
+
 /* asyncio's selector transport reads up to 256 KiB per recv; 64 KiB keeps a
  * connection's buffer at the limit's size for line protocols. */
 #define RECV_CHUNK (64 * 1024)
@@ -1061,11 +1063,15 @@ static bool accept_failed(corio_server *s, int rc)
     return corio_yield() != -ECANCELED;   /* ECONNABORTED, EPROTO ...: next one */
 }
 
+/* One multishot accept serves every connection (io/multi.c); the loop
+ * takes them one at a time. */
 static void *accept_main(void *arg)
 {
     corio_server *s = arg;
+    struct corio__io_multi m;
+    corio__io_multi_init_accept(&m, s->lfd);
     for (;;) {
-        int fd = corio_sock_accept(s->lfd, NULL, NULL);
+        int fd = corio__io_multi_next(&m);
         pthread_mutex_lock(&s->lock);
         bool closed = s->closed;
         pthread_mutex_unlock(&s->lock);
@@ -1078,6 +1084,7 @@ static void *accept_main(void *arg)
         else if (!accept_failed(s, fd))
             break;
     }
+    corio__io_multi_close(&m);
     return NULL;
 }
 

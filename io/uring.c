@@ -235,7 +235,10 @@ static void prep(struct io_uring_sqe *sqe, struct corio__io_op *op)
         io_uring_prep_sendmsg(sqe, op->fd, op->msg, (unsigned)op->flags | MSG_NOSIGNAL);
         break;
     case CORIO__IO_ACCEPT:
-        io_uring_prep_accept(sqe, op->fd, op->addr, op->addrlen, op->flags);
+        if (op->state & CORIO__OP_MULTISHOT)
+            io_uring_prep_multishot_accept(sqe, op->fd, op->addr, op->addrlen, op->flags);
+        else
+            io_uring_prep_accept(sqe, op->fd, op->addr, op->addrlen, op->flags);
         break;
     case CORIO__IO_CONNECT:
         io_uring_prep_connect(sqe, op->fd, op->addr, op->addrlen_value);
@@ -318,13 +321,19 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
     /* liburing's own wait timeout (kernels without EXT_ARG) is not ours. */
     if (ud == TAG_CANCEL || ud == TAG_LINK_TIMEOUT || ud == LIBURING_UDATA_TIMEOUT)
         return;
-    u->inflight--;
     if (ud == TAG_WAKE) {
+        u->inflight--;
         u->wake_armed = false;
         return;
     }
     struct corio__io_op *op = (struct corio__io_op *)(uintptr_t)ud;
     int res = cqe->res;
+    if (cqe->flags & IORING_CQE_F_MORE) {
+        corio__io_multi_push(op, res, true);   /* the request goes on */
+        corio__stat_add(w->m_io_completed, 1);
+        return;
+    }
+    u->inflight--;
     if (res == -ECANCELED && op->deadline && !(op->state & CORIO__OP_CANCELING))
         res = -ETIMEDOUT;   /* only its linked timeout stops an op nobody cancelled */
     if (op->state & CORIO__OP_POLLING) {
@@ -356,7 +365,10 @@ static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe)
     }
     if (res == -EAGAIN && (op->state & CORIO__OP_CANCELING))
         res = -ECANCELED;   /* stopped before it could wait for readiness */
-    corio__io_complete(op, res);
+    if (op->state & CORIO__OP_MULTISHOT)
+        corio__io_multi_push(op, res, false);
+    else
+        corio__io_complete(op, res);
     corio__stat_add(w->m_io_completed, 1);
 }
 
@@ -401,6 +413,7 @@ static bool ur_quiet(struct corio__worker *w)
 
 const struct corio__backend_ops corio__uring_ops = {
     .name = "uring",
+    .multishot = true,
     .init = ur_init,
     .fini = ur_fini,
     .submit = ur_submit,

@@ -2,7 +2,8 @@
  * io/uring.c, io/epoll.c): CORIO_BACKEND, the fallback to epoll when
  * io_uring is refused (seccomp: EPERM as Docker's profile does, ENOSYS as an
  * old kernel), a busy worker that still reaps completions and timers, and an
- * idle runtime that sleeps in its backend without using CPU.
+ * idle runtime that sleeps in its backend without using CPU, and multishot
+ * accept (io/multi.c: a burst, cancellation closing what was queued, errors).
  *
  * White-box: the backend a worker runs is read from the worker struct
  * (core/internal.h: rt->workers[i].io_ops->name).
@@ -14,6 +15,7 @@
  * skipped, else failed, with the reason on stdout) and its stderr comes back
  * through a pipe, where the fallback must have written exactly one line.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -365,6 +367,171 @@ static void backend_idle_uses_no_cpu(void **state)
     assert_true(d.cpu_ms < 20.0);
 }
 
+/* ---- multishot accept (io/multi.c) ---------------------------------------- */
+
+#define BURST 40
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static bool eof_seen(struct checks *ck, int fd)
+{
+    char c;
+    ssize_t n = corio_sock_recv_timeout(fd, &c, 1, 0, CORIO_SEC);   /* closed already */
+    CHECK(ck, n == 0 || n == -ECONNRESET);
+    return n == 0 || n == -ECONNRESET;
+}
+
+/* A burst of connections made before the first take: one request (on
+ * io_uring) yields them all, in order of arrival, each a distinct fd. */
+static void *burst_main(void *arg)
+{
+    struct checks *ck = arg;
+    int fds0 = open_fds();
+    uint16_t port;
+    int l = corio_tcp_listen("127.0.0.1", 0, 2 * BURST, &port);
+    CHECK(ck, l >= 0);
+    struct corio__io_multi m;
+    corio__io_multi_init_accept(&m, l);
+    int cli[BURST], srv[BURST];
+    for (int i = 0; i < BURST; i++) {
+        cli[i] = corio_tcp_connect("127.0.0.1", port);
+        CHECK(ck, cli[i] >= 0);
+    }
+    for (int i = 0; i < BURST; i++) {
+        srv[i] = corio__io_multi_next(&m);
+        CHECK(ck, srv[i] >= 0);
+        for (int j = 0; j < i; j++)
+            CHECK(ck, srv[j] != srv[i]);
+    }
+    /* Each is a live connection: a byte goes through. */
+    for (int i = 0; i < BURST; i++) {
+        char c = (char)i, got = 0;
+        CHECK_EQ(ck, corio_sock_send(cli[i], &c, 1, 0), 1);
+        CHECK_EQ(ck, corio_sock_recv_timeout(srv[i], &got, 1, 0, 5 * CORIO_SEC), 1);
+        CHECK_EQ(ck, got, c);
+        corio_close(srv[i]);
+        corio_close(cli[i]);
+    }
+    corio__io_multi_close(&m);
+    corio_close(l);
+    CHECK(ck, open_fds() <= fds0);   /* a leak adds; a helper thread's pipe may go */
+    return NULL;
+}
+
+static void backend_multishot_accept_burst(void **state)
+{
+    (void)state;
+    run_checks(1, burst_main);
+    run_checks(2, burst_main);
+}
+
+/* A task cancelled while the request runs: at its next await (a sleep) or
+ * parked in the take. What the request accepted meanwhile is closed, none
+ * leaks, and the clients see their connection end. */
+struct mcancel {
+    struct checks ck;
+    int l;
+    bool in_take;        /* cancelled parked in the take, not in a sleep */
+    atomic_int took;
+    int rc;
+};
+
+static void *mcancel_acceptor(void *arg)
+{
+    struct mcancel *c = arg;
+    struct corio__io_multi m;
+    corio__io_multi_init_accept(&m, c->l);
+    int fd = corio__io_multi_next(&m);
+    CHECK(&c->ck, fd >= 0);
+    corio_close(fd);
+    atomic_store(&c->took, 1);
+    c->rc = c->in_take ? corio__io_multi_next(&m) : corio_sleep(10 * CORIO_SEC);
+    corio__io_multi_close(&m);
+    return NULL;
+}
+
+static void *mcancel_main(void *arg)
+{
+    struct mcancel *c = arg;
+    int fds0 = open_fds();
+    uint16_t port;
+    c->l = corio_tcp_listen("127.0.0.1", 0, 2 * BURST, &port);
+    CHECK(&c->ck, c->l >= 0);
+    corio_task *t;
+    CHECK_EQ(&c->ck, corio_spawn(&t, mcancel_acceptor, c), 0);
+    int first = corio_tcp_connect("127.0.0.1", port);
+    while (!atomic_load(&c->took))
+        corio_sleep(MS);
+    int n = c->in_take ? 0 : BURST;   /* parked in the take: nothing may queue */
+    int cli[BURST];
+    for (int i = 0; i < n; i++)
+        cli[i] = corio_tcp_connect("127.0.0.1", port);
+    corio_sleep(20 * MS);   /* the request accepts them (io_uring) */
+    CHECK_EQ(&c->ck, corio_task_cancel(t, NULL), true);
+    corio_await(t, NULL);
+    CHECK_EQ(&c->ck, c->rc, -ECANCELED);
+    corio_task_unref(t);
+    corio_close(c->l);   /* what is still in the backlog (epoll) goes too */
+    for (int i = 0; i < n; i++) {
+        CHECK(&c->ck, cli[i] >= 0);
+        eof_seen(&c->ck, cli[i]);
+        corio_close(cli[i]);
+    }
+    corio_close(first);
+    CHECK(&c->ck, open_fds() <= fds0);
+    return NULL;
+}
+
+static void backend_multishot_cancel_closes_queued(void **state)
+{
+    (void)state;
+    for (unsigned w = 1; w <= 2; w++)
+        for (int in_take = 0; in_take < 2; in_take++) {
+            struct mcancel c = {.in_take = in_take};
+            run_main_checked(w, mcancel_main, &c, &c.ck);
+        }
+}
+
+/* Outside a task, and a descriptor that cannot accept: the error comes back
+ * as a result, and the next take tries again (no spin on a dead request). */
+static void *merr_main(void *arg)
+{
+    struct checks *ck = arg;
+    int sv[2];
+    CHECK_EQ(ck, socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct corio__io_multi m;
+    corio__io_multi_init_accept(&m, sv[0]);
+    CHECK_EQ(ck, corio__io_multi_next(&m), -EINVAL);
+    CHECK_EQ(ck, corio__io_multi_next(&m), -EINVAL);
+    corio__io_multi_close(&m);
+    corio__io_multi_init_accept(&m, -1);
+    CHECK_EQ(ck, corio__io_multi_next(&m), -EBADF);
+    corio__io_multi_close(&m);
+    corio_close(sv[0]);
+    corio_close(sv[1]);
+    return NULL;
+}
+
+static void backend_multishot_errors(void **state)
+{
+    (void)state;
+    run_checks(1, merr_main);
+    struct corio__io_multi m;
+    corio__io_multi_init_accept(&m, 0);
+    assert_int_equal(corio__io_multi_next(&m), -EPERM);
+    corio__io_multi_close(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +543,9 @@ int main(void)
         cmocka_unit_test(backend_matches_env),
         cmocka_unit_test(backend_busy_worker_reaps),
         cmocka_unit_test(backend_idle_uses_no_cpu),
+        cmocka_unit_test(backend_multishot_accept_burst),
+        cmocka_unit_test(backend_multishot_cancel_closes_queued),
+        cmocka_unit_test(backend_multishot_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -629,11 +629,8 @@ static void *emfile_main(void *arg)
 {
     struct emfile *e = arg;
     struct checks *ck = &e->ck;
-    corio_server *srv;
-    corio_server_options o = {.accept_retry_delay_ns = 20 * MS};
-    CHECK_EQ(ck, corio_start_server(&srv, "127.0.0.1", 0, hi_handler, NULL, &o), 0);
-
-    /* Fill the descriptor table but one slot, which the client takes. */
+    /* The limit is lowered before the server starts: its multishot accept
+     * (io_uring) reads RLIMIT_NOFILE when it is armed. */
     int top = 0;
     for (int fd = 0; fd < 4096; fd++)
         if (fcntl(fd, F_GETFD) >= 0)
@@ -641,6 +638,11 @@ static void *emfile_main(void *arg)
     struct rlimit low = e->saved;
     low.rlim_cur = (rlim_t)top + 8;
     CHECK_EQ(ck, setrlimit(RLIMIT_NOFILE, &low), 0);
+    corio_server *srv;
+    corio_server_options o = {.accept_retry_delay_ns = 20 * MS};
+    CHECK_EQ(ck, corio_start_server(&srv, "127.0.0.1", 0, hi_handler, NULL, &o), 0);
+
+    /* Fill the descriptor table but one slot, which the client takes. */
     int *dups = malloc(sizeof(int) * (size_t)(top + 8)), nd = 0;
     while (dups && nd < top + 8 &&
            (dups[nd] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
