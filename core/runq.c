@@ -220,6 +220,19 @@ struct corio__qnode *corio__runq_pop_owner(struct corio__runq *q)
     }
 }
 
+struct corio__qnode *corio__runq_pop_alone(struct corio__runq *q)
+{
+    uint32_t tail = tail_owner(q);
+    uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    uint32_t real = unpack_real(head);
+    assert(unpack_steal(head) == real);   /* nobody steals from a lone worker */
+    if (real == tail)
+        return NULL;
+    /* Release, as the CAS in corio__runq_pop_owner(), for corio__runq_len(). */
+    atomic_store_explicit(&q->head, pack(real + 1, real + 1), memory_order_release);
+    return slot_get(q, real);
+}
+
 /* Claims half of @src's items, copies them to @dst's slots from @dst_tail on
  * (not yet published) and ends the steal. Returns how many, 0 when @src was
  * empty or another thief is stealing from it. */

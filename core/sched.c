@@ -369,7 +369,8 @@ static struct corio__snode *next_local(struct corio__worker *w)
             push_local(w, n);
     }
     w->lifo_streak = 0;
-    struct corio__snode *n = snode_of(corio__runq_pop_owner(&w->runq));
+    struct corio__snode *n = snode_of(single(rt) ? corio__runq_pop_alone(&w->runq)
+                                                 : corio__runq_pop_owner(&w->runq));
     return n ? n : take_global(w);
 }
 

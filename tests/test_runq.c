@@ -1096,11 +1096,46 @@ static void runq_torture_owner_vs_thieves(void **state)
     free(t);
 }
 
+/* The lone worker's pop: the same FIFO across the ring's wrap, the same
+ * length accounting, and it mixes with the owner's CAS pop. */
+static void runq_pop_alone_fifo_across_wrap(void **state)
+{
+    struct corio__inject *inj = *state;
+    struct corio__runq q;
+    struct item *items = make_items(1000);
+
+    corio__runq_init(&q);
+    set_position(&q, UINT32_MAX - 50);   /* the indices wrap during the run */
+    assert_null(corio__runq_pop_alone(&q));
+    unsigned pushed = 0, popped = 0;
+    while (pushed < 1000) {
+        fill(&q, inj, items, pushed, 100);
+        pushed += 100;
+        assert_int_equal(corio__runq_len(&q), pushed - popped);
+        for (unsigned i = 0; i < 90; i++) {
+            struct corio__qnode *n =
+                i % 3 ? corio__runq_pop_alone(&q) : corio__runq_pop_owner(&q);
+            assert_non_null(n);
+            assert_int_equal(item_of(n)->id, popped++);
+        }
+    }
+    while (popped < pushed) {
+        struct corio__qnode *n = corio__runq_pop_alone(&q);
+        assert_non_null(n);
+        assert_int_equal(item_of(n)->id, popped++);
+    }
+    assert_null(corio__runq_pop_alone(&q));
+    assert_true(corio__runq_is_empty(&q));
+    assert_true(corio__inject_is_empty(inj));
+    free(items);
+}
+
 int main(void)
 {
 #define INJ_TEST(f) cmocka_unit_test_setup_teardown(f, setup_inject, teardown_inject)
     const struct CMUnitTest tests[] = {
         INJ_TEST(runq_push_pop_fifo),
+        INJ_TEST(runq_pop_alone_fifo_across_wrap),
         INJ_TEST(runq_overflow_moves_oldest_half_plus_new),
         INJ_TEST(runq_overflow_across_index_wrap),
         INJ_TEST(runq_overflow_during_steal_moves_only_new),
