@@ -115,6 +115,7 @@ struct corio_task {
     struct corio_future fut;          /* first: a task is a future */
     struct corio__snode node;
     _Atomic uint32_t sched;           /* enum corio__sched */
+    _Atomic uint32_t wakes;           /* wake-ups that saw it queued (core/sched.c) */
     atomic_bool must_cancel;          /* a cancel request not yet delivered */
     _Atomic int cancel_requests;      /* cancelling() */
     char *cancel_msg;                 /* under fut.lock */
@@ -127,6 +128,7 @@ struct corio_task {
     char *name;
     uint64_t id;
     unsigned budget;                  /* operations since the last suspension */
+    uint32_t wakes_seen;              /* ->wakes when its step began (its worker's) */
     struct corio__worker *migrate_to; /* SW_MIGRATE: the worker to continue on */
     uint64_t step_start_ns;           /* debug mode */
     struct corio__waiter self_waiter; /* used by corio_future_await() */

@@ -266,6 +266,7 @@ static int spawn_runner(struct corio_rt *rt, struct runner *r)
     corio__registry_exclude(t);
     corio__object_created(rt);
     atomic_init(&t->sched, TS_SCHEDULED);
+    atomic_init(&t->wakes, 0);
     corio__inject_push(&rt->inject, &t->node.q);
     return 0;
 }

@@ -61,6 +61,7 @@ static void task_init(struct corio_task *t, struct corio_rt *rt, corio_fn fn, vo
     atomic_init(&t->fut.refs, refs);
     t->node.kind = KIND_TASK;
     atomic_init(&t->sched, TS_SCHEDULED);
+    atomic_init(&t->wakes, 0);
     atomic_init(&t->must_cancel, false);
     atomic_init(&t->cancel_requests, 0);
     t->cancel_msg = NULL;

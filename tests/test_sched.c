@@ -22,6 +22,9 @@
 
 #include <corio/corio.h>
 
+#define V(n) ((void *)(uintptr_t)(n))
+#include "internal.h"   /* white-box: sched_stale_queued_view_loses_no_wakeup */
+
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
 #else
@@ -531,6 +534,52 @@ static void sched_monitor_rescues_lifo_behind_long_step(void **state)
     }
 }
 
+/* White-box: a waker on another core may find the task still queued
+ * while it already runs its next step, which read the condition before the
+ * waker's store was visible and is about to park (store buffering). The
+ * task plays both parts here: it shows the waker that stale state, then
+ * parks with nothing else to wake it. The wake-up must not be lost: the
+ * count the waker leaves makes the park run the task again. */
+static void *stale_view_task(void *arg)
+{
+    atomic_int *resumed = arg;
+    corio_task *t = corio_current_task();
+    atomic_store(&t->sched, TS_SCHEDULED);
+    corio__task_wake(t);
+    atomic_store(&t->sched, TS_RUNNING);
+    corio__task_park(t, "test");
+    atomic_store(resumed, 1);
+    return NULL;
+}
+
+static void *stale_view_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++) {
+        atomic_int resumed = 0;
+        corio_task *t;
+        if (corio_spawn(&t, stale_view_task, &resumed) < 0)
+            return V(1);
+        /* Without the count the task sleeps until this cancels it. */
+        int rc = corio_wait_for(t, 5 * CORIO_SEC, NULL);
+        corio_task_unref(t);
+        if (rc != 0 || !atomic_load(&resumed))
+            return V(2);
+    }
+    return NULL;
+}
+
+static void sched_stale_queued_view_loses_no_wakeup(void **state)
+{
+    (void)state;
+    for (unsigned w = 1; w <= 2; w++) {
+        void *r = V(3);
+        corio_rt_options o = workers(w);
+        assert_int_equal(corio_run(stale_view_main, NULL, &o, &r), 0);
+        assert_null(r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +592,7 @@ int main(void)
         cmocka_unit_test(sched_monitor_rescues_lifo_behind_long_step),
         cmocka_unit_test(sched_mass_wakeup_runs_every_task),
         cmocka_unit_test(sched_pingpong_loses_no_wakeup),
+        cmocka_unit_test(sched_stale_queued_view_loses_no_wakeup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
