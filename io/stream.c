@@ -120,9 +120,11 @@ static void waitq_wake_all(pthread_mutex_t *lock, struct waitq *q)
 static int waitq_wait(pthread_mutex_t *lock, struct waitq *q)
 {
     struct waiter w = {0};
-    pthread_mutex_unlock(lock);
+    /* Allocated with @lock still held: the caller checked its condition
+     * under it, and a waker running between an unlock here and the link
+     * below would find no waiter, so its wake-up would be lost (seen as a
+     * rare hang of wait_closed in stream_many_connections). */
     int rc = corio_future_create(&w.f);
-    pthread_mutex_lock(lock);
     if (rc < 0)
         return rc;
     waitq_link(q, &w);

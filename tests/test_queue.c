@@ -675,15 +675,19 @@ struct race {
     int victim_rc;
     void *item;
     int after_rc;         /* what the victim's next suspension returned */
+    uint64_t after_ns;    /* and how long it took (a lost wake-up shows as ~60 s) */
     int yields_cancel;    /* the canceller yields this many times first */
     int lost, dup, kept, cancelled;
 };
 
 /* Only the cancellation ends this (a re-armed one at once): a worker thread
  * may lose its core for a while, so no bounded number of yields will do. */
-static int wait_for_cancel(void)
+static int wait_for_cancel(struct race *r)
 {
-    return corio_sleep(60000000000);
+    uint64_t t0 = corio_time_ns();
+    int rc = corio_sleep(60000000000);
+    r->after_ns = corio_time_ns() - t0;
+    return rc;
 }
 
 static void *race_getter(void *arg)
@@ -691,7 +695,7 @@ static void *race_getter(void *arg)
     struct race *r = arg;
     r->victim_rc = corio_queue_get(&r->q, &r->item);
     if (r->victim_rc == 0)
-        r->after_rc = wait_for_cancel();
+        r->after_rc = wait_for_cancel(r);
     return NULL;
 }
 
@@ -700,7 +704,7 @@ static void *race_putter(void *arg)
     struct race *r = arg;
     r->victim_rc = corio_queue_put(&r->q, V(2));
     if (r->victim_rc == 0)
-        r->after_rc = wait_for_cancel();
+        r->after_rc = wait_for_cancel(r);
     return NULL;
 }
 
@@ -739,7 +743,8 @@ static void race_round(struct race *r, bool getter, uint64_t rnd)
     if (getter && victim_has)
         CHECK_EQ(ck, (uintptr_t)r->item, 7);
     if (victim_has && r->after_rc != -ECANCELED)
-        fprintf(stderr, "[ race     ] getter=%d victim_rc=%d after_rc=%d left=%ld\n", getter, r->victim_rc, r->after_rc, (long)left);
+        fprintf(stderr, "[ race     ] getter=%d victim_rc=%d after_rc=%d after %.3f s left=%ld\n",
+                getter, r->victim_rc, r->after_rc, (double)r->after_ns / 1e9, (long)left);
     if (victim_has)
         CHECK_EQ(ck, r->after_rc, -ECANCELED);
     /* A getter that got the item must have taken it out of the queue; a
