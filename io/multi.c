@@ -80,9 +80,20 @@ void corio__io_multi_push(struct corio__io_op *op, int res, bool more)
         corio__task_wake(t);
     if (!more) {
         op->res = res;
-        /* Pairs with the acquire loads in take() and stop(). */
+        /* Pairs with the acquire loads in wait_end() and corio__io_multi_next(). */
         atomic_store_explicit(&op->done, 2, memory_order_release);
     }
+}
+
+/* Under the lock: the oldest queued result, false when there is none. */
+static bool pop_result(struct corio__io_multi *m, int *res)
+{
+    if (!m->count)
+        return false;
+    *res = m->results[m->head];
+    m->head = (m->head + 1) % m->cap;
+    m->count--;
+    return true;
 }
 
 static int arm(struct corio__io_multi *m, struct corio_task *t)
@@ -128,11 +139,9 @@ static void stop(struct corio__io_multi *m, struct corio_task *t)
             m->op.owner->io_ops->cancel(m->op.owner, &m->op);
         wait_end(m, t);
     }
+    int res;
     corio__spin_lock(&m->lock);
-    while (m->count) {
-        int res = m->results[m->head];
-        m->head = (m->head + 1) % m->cap;
-        m->count--;
+    while (pop_result(m, &res)) {
         corio__spin_unlock(&m->lock);
         m->discard(res);
         corio__spin_lock(&m->lock);
@@ -155,11 +164,9 @@ int corio__io_multi_next(struct corio__io_multi *m)
     if (!corio__worker_current()->io_ops->multishot && !m->armed)
         return one_shot(m);
     for (;;) {
+        int res;
         corio__spin_lock(&m->lock);
-        if (m->count) {
-            int res = m->results[m->head];
-            m->head = (m->head + 1) % m->cap;
-            m->count--;
+        if (pop_result(m, &res)) {
             corio__spin_unlock(&m->lock);
             /* A result taken without suspending counts against the budget,
              * as a ready future does, so a burst cannot hog the worker. */
