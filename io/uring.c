@@ -142,18 +142,26 @@ static void ur_fini(struct corio__worker *w)
 
 static void handle_cqe(struct corio__worker *w, struct io_uring_cqe *cqe);
 
-/* Reap every completion the CQ holds now. */
+/* Reap every completion the CQ holds now. Each CQE is copied and consumed
+ * before it is handled: handling may need an SQE, and a full SQ whose
+ * submit answers -EBUSY reaps from inside (flush()), which must not see
+ * the CQEs this loop has yet to consume a second time. */
 static unsigned reap(struct corio__worker *w)
 {
     struct ur *u = ur_of(w);
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&u->ring, head, cqe) {
-        handle_cqe(w, cqe);
+    unsigned n = 0;
+    for (;;) {
+        struct io_uring_cqe *cqe = NULL;
+        unsigned head;
+        io_uring_for_each_cqe(&u->ring, head, cqe)
+            break;   /* the oldest one, or none */
+        if (!cqe)
+            return n;
+        struct io_uring_cqe c = *cqe;
+        io_uring_cq_advance(&u->ring, 1);
+        handle_cqe(w, &c);
         n++;
     }
-    io_uring_cq_advance(&u->ring, n);
-    return n;
 }
 
 /* Hand queued SQEs to the kernel; on -EBUSY/-EAGAIN reap and retry. */
