@@ -126,20 +126,22 @@ void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
 void corio__task_wake(struct corio_task *t)
 {
     /* The waker has stored what the task waits for (a result, a cancel
-     * request). A task it finds parked or running it schedules or notifies
-     * with a CAS, which reads the latest state. One it finds queued, or
-     * running and notified already, it would leave to notice the store;
-     * but that view may be stale: the task may have started its next step
-     * (its RUNNING store and our load both late: store buffering), loaded
-     * the word before our store was visible, and be about to park on the
-     * old value. So in that case the wake counts itself (a locked add,
-     * acq_rel) and looks again, and after_switch() adds 0 to the count
-     * before it parks: the two adds are ordered, so either our second look
-     * comes after its RUNNING store (release sequence) or it sees our count
-     * and the task runs again. Cost: a locked instruction on that path and
-     * one per park, nothing for a step that does not park (a seq_cst
-     * RUNNING store would cost every step one). Measured: W1-W3 and yield
-     * unchanged within noise (8 interleaved runs each). */
+     * request). A parked task it schedules with a CAS, which reads the
+     * latest state: nothing else can change a parked task's word. Any
+     * other view may be stale: the task's worker may still hold in its
+     * store buffer the SCHEDULED and RUNNING stores of a yield and of the
+     * next step (plain stores), which then land after our CAS and erase a
+     * NOTIFIED bit, while that step read the condition before our store was
+     * visible and is about to park on the old value. So such a wake first
+     * counts itself (a locked add, acq_rel) and then looks again and
+     * notifies or leaves the task be; after_switch() adds 0 to the count
+     * before it parks. The two adds are ordered: either the park's sees
+     * our count (the task runs again), or ours reads from it (release
+     * sequence) and our second look sees that step's RUNNING, so a NOTIFIED
+     * we set fails the park CAS. Cost: one locked add per wake that finds
+     * the task not parked, one per park, nothing for a step that does not
+     * park (a seq_cst RUNNING store would cost every step one). Measured:
+     * W1-W3 and yield unchanged within noise (8 interleaved runs each). */
     uint32_t s = atomic_load_explicit(&t->sched, memory_order_acquire);
     bool counted = false;
     for (;;) {
@@ -147,7 +149,7 @@ void corio__task_wake(struct corio_task *t)
         uint32_t next;
         if (st == TS_PARKED) {
             next = TS_SCHEDULED;
-        } else if (st == TS_RUNNING && !(s & TS_NOTIFIED)) {
+        } else if (st == TS_RUNNING && !(s & TS_NOTIFIED) && counted) {
             next = s | TS_NOTIFIED;
         } else if (st == TS_DONE || counted) {
             return;
