@@ -674,10 +674,12 @@ static int start_flusher(struct stream *s)
         free(run);
         stream_unref(s);
     }
+    /* As a flusher's end: a close or a drain that came while ->flushing
+     * was set waits for this (a bare flushing = false left them waiting
+     * forever, and the descriptor open). */
     stream_lock(s);
-    s->flushing = false;
     s->w_err = rc;
-    stream_unlock(s);
+    flush_end_unlock(s);
     return rc;
 }
 

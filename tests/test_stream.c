@@ -946,6 +946,60 @@ static void *bad_input_main(void *arg)
     return NULL;
 }
 
+/* ---- no task left for the background flush ------------------------------- */
+
+/* The runtime's stack budget is spent, so the write that needs a flusher
+ * cannot spawn one: it fails with -ENOMEM, later writes are refused, and
+ * close and wait_closed still finish (the descriptor closes: the peer sees
+ * what was sent, then EOF). */
+static void *no_flusher_main(void *arg)
+{
+    struct checks *ck = arg;
+    corio_reader *r;
+    corio_writer *w;
+    int peer;
+    if (pair(ck, &r, &w, &peer, 0))
+        return NULL;
+    corio_task *hold[8];
+    int nhold = 0;
+    while (nhold < 8 && corio_spawn(&hold[nhold], yield_until_cancelled, NULL) == 0)
+        nhold++;
+    CHECK(ck, nhold < 8);   /* the budget ran out */
+    static char big[1 << 20];
+    memset(big, 'x', sizeof big);
+    CHECK_EQ(ck, corio_writer_write(w, big, sizeof big), -ENOMEM);
+    CHECK_EQ(ck, corio_writer_write(w, "y", 1), -ENOMEM);
+    corio_writer_close(w);
+    corio_writer_wait_closed(w);
+    size_t got = 0;
+    ssize_t n;
+    static char buf[65536];   /* not on the 64 KiB task stack */
+    while ((n = corio_sock_recv_timeout(peer, buf, sizeof buf, 0, 5 * CORIO_SEC)) > 0)
+        got += (size_t)n;
+    CHECK_EQ(ck, n, 0);   /* EOF: the stream closed its descriptor */
+    CHECK(ck, got < sizeof big);
+    for (int i = 0; i < nhold; i++) {
+        corio_task_cancel(hold[i], NULL);
+        corio_await(hold[i], NULL);
+        corio_task_unref(hold[i]);
+    }
+    corio_writer_unref(w);
+    corio_reader_unref(r);
+    corio_close(peer);
+    return NULL;
+}
+
+static void stream_write_without_flusher_task(void **state)
+{
+    (void)state;
+    struct checks ck = {0};
+    struct reports reps;
+    /* Room for the main task and a few more 64 KiB stacks (+ guard). */
+    corio_rt_options o = {.workers = 1, .max_stack_memory = 3 * (68 << 10)};
+    assert_int_equal(run_with(&o, &reps, no_flusher_main, &ck, NULL), 0);
+    assert_checks(&ck);
+}
+
 static void stream_bad_input(void **state)
 {
     (void)state;
@@ -975,6 +1029,7 @@ int main(void)
         cmocka_unit_test(stream_many_connections),
         cmocka_unit_test(stream_cancel_during_readline),
         cmocka_unit_test(stream_cancel_during_drain),
+        cmocka_unit_test(stream_write_without_flusher_task),
         cmocka_unit_test(stream_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
