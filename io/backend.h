@@ -120,6 +120,8 @@ struct corio__io_multi {
     uint32_t head, count, cap;
     bool waiting;                  /* the task parks for a result */
     bool armed;                    /* task's: a request was submitted, its end not seen */
+    bool fresh;                    /* task's: nothing taken since the last arm */
+    bool one_shot;                 /* task's: the kernel refused multishot (before 5.19) */
     void (*discard)(int res);      /* a result nobody will take (closes a descriptor) */
 };
 

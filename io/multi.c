@@ -15,8 +15,11 @@
  * Cancellation: the task moves to the owner, asks it to cancel the request,
  * and waits for the end; what was queued meanwhile is discarded (accepted
  * descriptors are closed), as one cancelled accept would not have taken
- * them. On a backend without multishot (epoll) each result is one
- * operation, awaited as corio__io_await() does.
+ * them. On a backend without multishot (epoll), or a kernel whose accept
+ * refuses the multishot flag (before 5.19: the request's first and only
+ * result is -EINVAL), each result is one operation, awaited as
+ * corio__io_await() does. A cancellation is delivered before any queued
+ * result, as at any await, so a flood of connections cannot hold it off.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -109,6 +112,7 @@ static int arm(struct corio__io_multi *m, struct corio_task *t)
         return rc;
     corio__stat_add(w->m_io_submitted, 1);
     m->armed = true;
+    m->fresh = true;
     return 0;
 }
 
@@ -161,13 +165,27 @@ int corio__io_multi_next(struct corio__io_multi *m)
     struct corio_task *t = corio_current_task();
     if (!t)
         return -EPERM;
-    if (!corio__worker_current()->io_ops->multishot && !m->armed)
+    if ((m->one_shot || !corio__worker_current()->io_ops->multishot) && !m->armed)
         return one_shot(m);
     for (;;) {
+        if (corio__task_take_cancel(t)) {
+            stop(m, t);
+            return -ECANCELED;
+        }
         int res;
         corio__spin_lock(&m->lock);
         if (pop_result(m, &res)) {
             corio__spin_unlock(&m->lock);
+            bool first = m->fresh;
+            m->fresh = false;
+            if (first && res == -EINVAL &&
+                atomic_load_explicit(&m->op.done, memory_order_acquire) != 0) {
+                /* The kernel refused the flag, or @fd cannot accept at all:
+                 * one plain accept tells which, and serves from now on. */
+                wait_end(m, t);
+                m->one_shot = true;
+                return one_shot(m);
+            }
             /* A result taken without suspending counts against the budget,
              * as a ready future does, so a burst cannot hog the worker. */
             corio__task_spend_budget(t);
@@ -177,10 +195,6 @@ int corio__io_multi_next(struct corio__io_multi *m)
         bool park = m->armed && !ended;
         m->waiting = park;
         corio__spin_unlock(&m->lock);
-        if (corio__task_take_cancel(t)) {
-            stop(m, t);
-            return -ECANCELED;
-        }
         if (park) {
             corio__task_park(t, "I/O (multishot)");
             continue;

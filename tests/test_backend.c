@@ -522,6 +522,83 @@ static void *merr_main(void *arg)
     return NULL;
 }
 
+/* A cancellation comes before the results already queued: a flood of
+ * connections cannot hold it off. */
+static void *mfirst_main(void *arg)
+{
+    struct checks *ck = arg;
+    uint16_t port;
+    int l = corio_tcp_listen("127.0.0.1", 0, 16, &port);
+    CHECK(ck, l >= 0);
+    struct corio__io_multi m;
+    corio__io_multi_init_accept(&m, l);
+    int cli[4];
+    cli[0] = corio_tcp_connect("127.0.0.1", port);
+    int s = corio__io_multi_next(&m);
+    CHECK(ck, s >= 0);
+    for (int i = 1; i < 4; i++)
+        cli[i] = corio_tcp_connect("127.0.0.1", port);
+    corio_sleep(20 * MS);   /* io_uring: the request queues them */
+    corio_task *self = corio_current_task();
+    CHECK_EQ(ck, corio_task_cancel(self, NULL), true);
+    CHECK_EQ(ck, corio__io_multi_next(&m), -ECANCELED);
+    CHECK_EQ(ck, corio_task_uncancel(self), 0);
+    corio__io_multi_close(&m);
+    corio_close(l);
+    corio_close(s);
+    for (int i = 1; i < 4; i++) {
+        CHECK(ck, cli[i] >= 0);
+        eof_seen(ck, cli[i]);   /* queued or still in the backlog: closed */
+    }
+    for (int i = 0; i < 4; i++)
+        corio_close(cli[i]);
+    return NULL;
+}
+
+static void backend_multishot_cancel_before_queued(void **state)
+{
+    (void)state;
+    run_checks(1, mfirst_main);
+    run_checks(2, mfirst_main);
+}
+
+/* What a kernel before 5.19 gets (its accept refuses the multishot flag
+ * with -EINVAL, which turns the request into one plain accept per take):
+ * forced here, the takes still serve connections in order. */
+static void *mfallback_main(void *arg)
+{
+    struct checks *ck = arg;
+    uint16_t port;
+    int l = corio_tcp_listen("127.0.0.1", 0, 8, &port);
+    CHECK(ck, l >= 0);
+    struct corio__io_multi m;
+    corio__io_multi_init_accept(&m, l);
+    m.one_shot = true;
+    int cli[3];
+    for (int i = 0; i < 3; i++) {
+        cli[i] = corio_tcp_connect("127.0.0.1", port);
+        int s = corio__io_multi_next(&m);
+        CHECK(ck, cli[i] >= 0 && s >= 0);
+        CHECK(ck, !m.armed);   /* no request stays in the kernel */
+        char c = 'a';
+        CHECK_EQ(ck, corio_sock_send(cli[i], &c, 1, 0), 1);
+        CHECK_EQ(ck, corio_sock_recv_timeout(s, &c, 1, 0, 5 * CORIO_SEC), 1);
+        corio_close(s);
+    }
+    for (int i = 0; i < 3; i++)
+        corio_close(cli[i]);
+    corio__io_multi_close(&m);
+    corio_close(l);
+    return NULL;
+}
+
+static void backend_multishot_falls_back_to_one_shot(void **state)
+{
+    (void)state;
+    run_checks(1, mfallback_main);
+    run_checks(2, mfallback_main);
+}
+
 static void backend_multishot_errors(void **state)
 {
     (void)state;
@@ -546,6 +623,8 @@ int main(void)
         cmocka_unit_test(backend_multishot_accept_burst),
         cmocka_unit_test(backend_multishot_cancel_closes_queued),
         cmocka_unit_test(backend_multishot_errors),
+        cmocka_unit_test(backend_multishot_falls_back_to_one_shot),
+        cmocka_unit_test(backend_multishot_cancel_before_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
