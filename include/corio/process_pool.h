@@ -17,7 +17,12 @@
  * requests and _exit()s, so a worker never reaches main(). Every prioritized
  * constructor of an executable runs before its unprioritized ones, so all
  * registrations are in the table before a worker serves, whether libcorio is
- * linked statically or shared. Registrations in libraries loaded by
+ * linked statically or shared. Register in the executable only:
+ * constructor priorities order constructors within one ELF module, and the
+ * loader runs a linked shared library's constructors before the
+ * executable's, so a registration inside a shared library would start
+ * serving before the executable's functions are in the table (their calls
+ * would fail with -ENOENT in workers). Registrations in libraries loaded by
  * dlopen() are not seen by workers. Constructors of other libraries and
  * unprioritized constructors that come first still run in each worker.
  *
