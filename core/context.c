@@ -16,11 +16,17 @@
  *
  * Which context a token belongs to (ContextVar.reset's "created in a
  * different Context"): Python's Context objects are mutable, ours are not,
- * so identity is (task id, the corio_context being run, if any). A map made
- * inside corio_context_run(R) carries R in ->run; the task is "inside R"
- * when its map says R and R says it is entered by this task. A child that
- * inherited such a map is not inside R (R names its entering task), so its
- * tokens are its own.
+ * so identity is (task id, the id of the corio_context being run, if any).
+ * A map made by task T inside corio_context_run(R) is marked (R's id, T's
+ * key); T is "inside R" when its own map carries its own key. That needs
+ * neither R nor its entered_by: only T makes maps with T's key (run_map()
+ * in T's run, set/reset while T is inside), inside R T's map always carries
+ * R's mark (set/reset keep it, a nested run puts it back), and leaving R
+ * puts back the map T had before. A child that inherited such a map holds
+ * another task's key, so it is not inside R and its tokens are its own;
+ * task ids are never reused. Ids, not pointers, because a map or a token
+ * outlives the context object it was made in, and a new object may get the
+ * freed one's address.
  *
  * corio_context objects (corio_copy_context) hold a map under a spinlock:
  * the map is swapped by the task running it at the end of
@@ -37,10 +43,17 @@ struct ctx_entry {
     void *value;
 };
 
+/* Where a map was made: by task @task inside a run of the context whose id
+ * is @run; {0, 0} outside any run. Compared, never followed. */
+struct mark {
+    uint64_t run;
+    uint64_t task;
+};
+
 struct corio__context {
     _Atomic uint32_t refs;
     uint32_t n;
-    struct corio_context *run;   /* made inside corio_context_run(run); not a reference */
+    struct mark mark;
     struct ctx_entry e[];
 };
 
@@ -55,14 +68,15 @@ struct corio_context {
     _Atomic uint32_t refs;
     struct corio__spin lock;     /* guards map */
     struct corio__context *map;  /* owned; NULL: empty */
-    _Atomic uint64_t entered_by; /* the id of the task inside corio_context_run, or 0 */
+    _Atomic uint64_t entered_by; /* the key of the task inside corio_context_run, or 0 */
+    uint64_t id;                 /* never 0, never reused: the identity of its runs */
 };
 
 /* The private fields of corio_contextvar_token. */
 struct tok {
     const struct corio_contextvar *var;
     void *old;
-    struct corio_context *run;   /* identity: compared, never dereferenced */
+    uint64_t run;                /* the id of the context run it was made in, or 0 */
     uint64_t task_id;
     uint32_t magic;
     uint32_t state;
@@ -75,6 +89,9 @@ _Static_assert(sizeof(struct tok) <= sizeof(corio_contextvar_token), "token too 
 _Static_assert(_Alignof(struct tok) <= _Alignof(corio_contextvar_token), "token alignment");
 
 static _Atomic uint64_t next_var_id = 1;
+static _Atomic uint64_t next_ctx_id = 1;
+
+static const struct mark no_mark = {0, 0};
 
 /* ---- maps ---- */
 
@@ -90,14 +107,14 @@ void corio__context_unref(struct corio__context *c)
         free(c);
 }
 
-static struct corio__context *map_new(uint32_t n, struct corio_context *run)
+static struct corio__context *map_new(uint32_t n, struct mark mark)
 {
     struct corio__context *c = malloc(sizeof *c + (size_t)n * sizeof c->e[0]);
     if (!c)
         return NULL;
     atomic_init(&c->refs, 1);
     c->n = n;
-    c->run = run;
+    c->mark = mark;
     return c;
 }
 
@@ -118,12 +135,12 @@ static uint32_t map_find(const struct corio__context *c, uint64_t var, bool *fou
 
 /* A copy of @c with @var = @value (NULL @c: empty). */
 static struct corio__context *map_with(const struct corio__context *c, uint64_t var,
-                                       void *value, struct corio_context *run)
+                                       void *value, struct mark mark)
 {
     bool found;
     uint32_t i = map_find(c, var, &found);
     uint32_t n = c ? c->n : 0;
-    struct corio__context *m = map_new(found ? n : n + 1, run);
+    struct corio__context *m = map_new(found ? n : n + 1, mark);
     if (!m)
         return NULL;
     if (i)
@@ -137,16 +154,16 @@ static struct corio__context *map_with(const struct corio__context *c, uint64_t 
 
 /* A copy of @c without @var; NULL with *@rc 0 when that is the empty map. */
 static struct corio__context *map_without(const struct corio__context *c, uint64_t var,
-                                          struct corio_context *run, int *rc)
+                                          struct mark mark, int *rc)
 {
     bool found;
     uint32_t i = map_find(c, var, &found);
     *rc = 0;
     if (!found)
         return c ? corio__context_ref((struct corio__context *)c) : NULL;
-    if (c->n == 1 && !run)
-        return NULL;
-    struct corio__context *m = map_new(c->n - 1, run);
+    if (c->n == 1 && !mark.run)
+        return NULL;   /* inside a run the map stays, to carry the mark */
+    struct corio__context *m = map_new(c->n - 1, mark);
     if (!m) {
         *rc = -ENOMEM;
         return NULL;
@@ -178,13 +195,14 @@ static uint64_t task_key(const struct corio_task *t)
     return t->id ? t->id : UINT64_MAX;
 }
 
-/* The corio_context_run() that @t is inside, or NULL. */
-static struct corio_context *inside_run(const struct corio_task *t)
+/* The mark of the corio_context_run() that @t is inside (the innermost),
+ * or no_mark. Reads only @t's own map: see the top of the file. */
+static struct mark inside_run(const struct corio_task *t)
 {
-    struct corio_context *r = t->ctx ? t->ctx->run : NULL;
-    if (r && atomic_load_explicit(&r->entered_by, memory_order_relaxed) != task_key(t))
-        r = NULL;
-    return r;
+    const struct corio__context *m = t->ctx;
+    if (m && m->mark.run && m->mark.task == task_key(t))
+        return m->mark;
+    return no_mark;
 }
 
 /* Replace @t's map with @m (owned). */
@@ -254,7 +272,7 @@ int corio_contextvar_set(corio_contextvar *var, void *value, corio_contextvar_to
     struct corio_task *t = corio_current_task();
     if (!t)
         return -EPERM;
-    struct corio_context *run = inside_run(t);
+    struct mark run = inside_run(t);
     struct corio__context *m = map_with(t->ctx, var->id, value, run);
     if (!m)
         return -ENOMEM;
@@ -265,7 +283,7 @@ int corio_contextvar_set(corio_contextvar *var, void *value, corio_contextvar_to
         uint32_t i = map_find(t->ctx, var->id, &found);
         if (found)
             old = t->ctx->e[i].value;
-        *k = (struct tok){.var = var, .old = old, .run = run, .task_id = task_key(t),
+        *k = (struct tok){.var = var, .old = old, .run = run.run, .task_id = task_key(t),
                           .magic = TOK_MAGIC, .state = found ? TOK_OLD : TOK_MISSING};
     }
     task_swap_map(t, m);
@@ -283,17 +301,18 @@ int corio_contextvar_reset(corio_contextvar *var, corio_contextvar_token *token)
     if (!t)
         return -EPERM;
     /* Python's order: used (RuntimeError), other var, other context (ValueError). */
+    struct mark run = inside_run(t);
     if (k->state == TOK_USED || k->var != var || k->task_id != task_key(t) ||
-        k->run != inside_run(t))
+        k->run != run.run)
         return -EINVAL;
     struct corio__context *m;
     if (k->state == TOK_OLD) {
-        m = map_with(t->ctx, var->id, k->old, k->run);
+        m = map_with(t->ctx, var->id, k->old, run);
         if (!m)
             return -ENOMEM;
     } else {
         int rc;
-        m = map_without(t->ctx, var->id, k->run, &rc);
+        m = map_without(t->ctx, var->id, run, &rc);
         if (rc < 0)
             return rc;
     }
@@ -327,6 +346,7 @@ int corio_copy_context(corio_context **out)
     corio__spin_init(&c->lock);
     c->map = t && t->ctx ? corio__context_ref(t->ctx) : NULL;
     atomic_init(&c->entered_by, 0);
+    c->id = atomic_fetch_add_explicit(&next_ctx_id, 1, memory_order_relaxed);
     *out = c;
     return 0;
 }
@@ -364,12 +384,14 @@ int corio_context_get(corio_context *ctx, const corio_contextvar *var, void **va
     return rc;
 }
 
-/* The map a run of @ctx starts with: @ctx's values, marked as made in it. */
-static struct corio__context *run_map(corio_context *ctx)
+/* The map @t's run of @ctx starts with: @ctx's values, marked as made in
+ * it by @t. Always a new map (never NULL but for -ENOMEM), whatever mark
+ * @ctx's map carries from an earlier run. */
+static struct corio__context *run_map(corio_context *ctx, const struct corio_task *t)
 {
     struct corio__context *m = context_map(ctx);
     uint32_t n = m ? m->n : 0;
-    struct corio__context *r = map_new(n, ctx);
+    struct corio__context *r = map_new(n, (struct mark){ctx->id, task_key(t)});
     if (r && n)
         memcpy(r->e, m->e, n * sizeof r->e[0]);
     corio__context_unref(m);
@@ -387,7 +409,7 @@ int corio_context_run(corio_context *ctx, corio_fn fn, void *arg, void **result)
     if (!atomic_compare_exchange_strong_explicit(&ctx->entered_by, &none, task_key(t),
                                                  memory_order_acq_rel, memory_order_relaxed))
         return -EINVAL;   /* "cannot enter context: ... is already entered" */
-    struct corio__context *m = run_map(ctx);
+    struct corio__context *m = run_map(ctx, t);
     if (!m) {
         atomic_store_explicit(&ctx->entered_by, 0, memory_order_release);
         return -ENOMEM;

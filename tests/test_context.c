@@ -335,6 +335,193 @@ static void context_spawn_from_callback_starts_empty(void **state)
     run_case(2, from_cb_main);
 }
 
+/* ---- a task spawned inside a run, and the context object's lifetime ------ */
+
+struct spawned_in_run {
+    struct ctx_case *c;
+    corio_context *ctx;
+    corio_task *child;
+    corio_future *child_set, *go;   /* child -> run; main -> child */
+    corio_contextvar_token run_tok; /* made inside the run */
+    corio_contextvar_token child_tok;
+    bool freed;                     /* the child sets only after the context is freed */
+};
+
+/* The child inherits a copy of the run's values; its sets are its own and
+ * its tokens belong to it, not to the run. */
+static void *sir_child(void *arg)
+{
+    struct spawned_in_run *s = arg;
+    struct checks *ck = &s->c->ck;
+    CHECK_PTR(ck, get_of(s->c->a), V(10));    /* the run's value, inherited */
+    if (!s->freed) {
+        CHECK_EQ(ck, corio_contextvar_reset(s->c->a, &s->run_tok), -EINVAL);   /* the run's */
+        CHECK_EQ(ck, corio_contextvar_set(s->c->a, V(20), &s->child_tok), 0);
+        CHECK_PTR(ck, get_of(s->c->a), V(20));
+    }
+    corio_future_set_result(s->child_set, NULL);
+    CHECK_EQ(ck, corio_await(s->go, NULL), 0);
+    if (s->freed) {
+        /* The first set since the spawn: the map still names the run. */
+        CHECK_PTR(ck, get_of(s->c->a), V(10));
+        CHECK_EQ(ck, corio_contextvar_set(s->c->a, V(20), &s->child_tok), 0);
+        CHECK_EQ(ck, corio_contextvar_reset(s->c->a, &s->run_tok), -EINVAL);
+    }
+    /* Still its own value, whatever became of the run and its context. */
+    CHECK_PTR(ck, get_of(s->c->a), V(20));
+    CHECK_EQ(ck, corio_contextvar_reset(s->c->a, &s->child_tok), 0);
+    CHECK_PTR(ck, get_of(s->c->a), V(10));
+    corio_contextvar_token t;
+    CHECK_EQ(ck, corio_contextvar_set(s->c->nodef, V(3), &t), 0);
+    CHECK_PTR(ck, get_of(s->c->nodef), V(3));
+    CHECK_EQ(ck, corio_contextvar_reset(s->c->nodef, &t), 0);
+    void *v;
+    CHECK_EQ(ck, corio_contextvar_get(s->c->nodef, &v), -ENOENT);
+    return NULL;
+}
+
+static void *sir_in_run(void *arg)
+{
+    struct spawned_in_run *s = arg;
+    struct checks *ck = &s->c->ck;
+    CHECK_EQ(ck, corio_contextvar_set(s->c->a, V(10), &s->run_tok), 0);
+    CHECK_EQ(ck, corio_spawn(&s->child, sir_child, s), 0);
+    CHECK_EQ(ck, corio_await(s->child_set, NULL), 0);
+    /* The child's set did not reach the run's context. */
+    CHECK_PTR(ck, get_of(s->c->a), V(10));
+    /* Nor may its token be used here: it is the child's. */
+    if (!s->freed)
+        CHECK_EQ(ck, corio_contextvar_reset(s->c->a, &s->child_tok), -EINVAL);
+    /* The run's own token still is the run's. */
+    corio_contextvar_token t;
+    CHECK_EQ(ck, corio_contextvar_set(s->c->b, V(4), &t), 0);
+    CHECK_EQ(ck, corio_contextvar_reset(s->c->b, &t), 0);
+    CHECK_PTR(ck, get_of(s->c->b), NULL);
+    return NULL;
+}
+
+/* While the context object lives: the child's set stays out of it. */
+static void *sir_alive_main(void *arg)
+{
+    struct ctx_case *c = arg;
+    struct checks *ck = &c->ck;
+    struct spawned_in_run s = {.c = c, .child_set = new_future(), .go = new_future()};
+    CHECK_EQ(ck, corio_contextvar_set(c->a, V(1), NULL), 0);
+    CHECK_EQ(ck, corio_copy_context(&s.ctx), 0);
+    CHECK_EQ(ck, corio_context_run(s.ctx, sir_in_run, &s, NULL), 0);
+    CHECK_PTR(ck, get_of(c->a), V(1));
+    void *v = NULL;
+    CHECK_EQ(ck, corio_context_get(s.ctx, c->a, &v), 0);
+    CHECK_PTR(ck, v, V(10));                    /* the run's set, not the child's */
+    /* The run is over: its token is not good out here. */
+    CHECK_EQ(ck, corio_contextvar_reset(c->a, &s.run_tok), -EINVAL);
+    corio_future_set_result(s.go, NULL);
+    CHECK_EQ(ck, corio_await(s.child, NULL), 0);
+    CHECK_EQ(ck, corio_context_get(s.ctx, c->a, &v), 0);
+    CHECK_PTR(ck, v, V(10));
+    CHECK_PTR(ck, get_of(c->a), V(1));
+    corio_task_unref(s.child);
+    corio_future_unref(s.child_set);
+    corio_future_unref(s.go);
+    corio_context_unref(s.ctx);
+    return NULL;
+}
+
+/* The context object freed while the child still holds the run's values:
+ * the child's set and reset must not touch it (ASan: heap-use-after-free). */
+static void *sir_freed_main(void *arg)
+{
+    struct ctx_case *c = arg;
+    struct checks *ck = &c->ck;
+    struct spawned_in_run s = {.c = c, .child_set = new_future(), .go = new_future(),
+                               .freed = true};
+    CHECK_EQ(ck, corio_copy_context(&s.ctx), 0);
+    CHECK_EQ(ck, corio_context_run(s.ctx, sir_in_run, &s, NULL), 0);
+    corio_context_unref(s.ctx);                 /* the last reference */
+    s.ctx = NULL;
+    /* Reuse the memory, so a stale read sees another object's fields. */
+    corio_context *junk[16];
+    for (int i = 0; i < 16; i++)
+        CHECK_EQ(ck, corio_copy_context(&junk[i]), 0);
+    corio_future_set_result(s.go, NULL);
+    CHECK_EQ(ck, corio_await(s.child, NULL), 0);
+    for (int i = 0; i < 16; i++)
+        corio_context_unref(junk[i]);
+    CHECK_PTR(ck, get_of(c->a), V(100));
+    corio_task_unref(s.child);
+    corio_future_unref(s.child_set);
+    corio_future_unref(s.go);
+    return NULL;
+}
+
+static void sir_body(unsigned workers)
+{
+    run_case(workers, sir_alive_main);
+    run_case(workers, sir_freed_main);
+}
+
+static void context_spawned_in_run_outlives_context(void **state)
+{
+    (void)state;
+    on_each_worker_count(sir_body);
+}
+
+/* ---- a token's context is the object, not its address --------------------- */
+
+struct tok_ctx {
+    struct ctx_case *c;
+    corio_contextvar_token tok;
+    int reset_rc;
+};
+
+static void *tc_set(void *arg)
+{
+    struct tok_ctx *s = arg;
+    CHECK_EQ(&s->c->ck, corio_contextvar_set(s->c->a, V(5), &s->tok), 0);
+    return NULL;
+}
+
+static void *tc_reset(void *arg)
+{
+    struct tok_ctx *s = arg;
+    s->reset_rc = corio_contextvar_reset(s->c->a, &s->tok);
+    return NULL;
+}
+
+static void *tok_ctx_main(void *arg)
+{
+    struct ctx_case *c = arg;
+    struct checks *ck = &c->ck;
+    struct tok_ctx s = {.c = c};
+    corio_context *x, *y;
+    void *v = NULL;
+    /* Another run of the same context: the token is good (Python: ctx.run(var.reset, tok)). */
+    CHECK_EQ(ck, corio_copy_context(&x), 0);
+    CHECK_EQ(ck, corio_context_run(x, tc_set, &s, NULL), 0);
+    s.reset_rc = 1;
+    CHECK_EQ(ck, corio_context_run(x, tc_reset, &s, NULL), 0);
+    CHECK_EQ(ck, s.reset_rc, 0);
+    CHECK_EQ(ck, corio_context_get(x, c->a, &v), 0);
+    CHECK_PTR(ck, v, V(100));
+    /* A new context, likely at the freed one's address: another context. */
+    CHECK_EQ(ck, corio_context_run(x, tc_set, &s, NULL), 0);
+    corio_context_unref(x);
+    CHECK_EQ(ck, corio_copy_context(&y), 0);
+    s.reset_rc = 1;
+    CHECK_EQ(ck, corio_context_run(y, tc_reset, &s, NULL), 0);
+    CHECK_EQ(ck, s.reset_rc, -EINVAL);
+    CHECK_EQ(ck, corio_context_get(y, c->a, &v), 0);
+    CHECK_PTR(ck, v, V(100));
+    corio_context_unref(y);
+    return NULL;
+}
+
+static void context_token_of_a_freed_context(void **state)
+{
+    (void)state;
+    run_case(1, tok_ctx_main);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +531,8 @@ int main(void)
         cmocka_unit_test(context_many_tasks_across_workers),
         cmocka_unit_test(context_copy_and_run),
         cmocka_unit_test(context_spawn_from_callback_starts_empty),
+        cmocka_unit_test(context_spawned_in_run_outlives_context),
+        cmocka_unit_test(context_token_of_a_freed_context),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
