@@ -14,15 +14,30 @@
  * cancels it as any other visible task (so we need no exclusion from
  * corio_all_tasks() and no shutdown hook: the simplest correct choice). The
  * task, when it ends for whatever reason, unlinks its watch if it is still
- * linked and drops its reference.
+ * linked and drops its reference: in a done callback on the task
+ * (watch_ended), because a task cancelled before its first step (a remove
+ * right after the add, or the shutdown reaching it first) never runs its
+ * body, so code at the end of watch_main would never run and the watch, its
+ * task and with them the runtime's shell would leak (or stay linked with a
+ * dead runtime's pointer). Done callbacks run for such a task too, and the
+ * shutdown runs them: they are queued when the task ends, before the workers
+ * stop. watch_main also unlinks as it ends, so a watch that stopped on its
+ * own (a closed fd) is replaced by the next add at once, not only after its
+ * done callback ran.
  *
- * Lifetime: a watch is referenced by its task and by a scheduled, not yet
- * finished callback (refs, atomic); the last to drop it frees it. A task that
- * ends while its callback is scheduled cancels the handle: when that wins
- * (returns 1) the callback never runs and the task drops its reference too.
- * The table does not hold a reference: the task unlinks under the mutex
- * before dropping its own, and add_reader spawns the task under the mutex,
- * so the task cannot free the watch before add_reader stored its handle.
+ * Lifetime: a watch is referenced by its task (dropped by watch_ended) and
+ * by a scheduled, not yet finished callback (refs, atomic); the last to drop
+ * it frees it. A task that ends while its callback is scheduled cancels the
+ * handle: when that wins (returns 1) the callback never runs and the task
+ * drops the callback's reference too. The table does not hold a reference:
+ * watch_ended unlinks under the mutex before dropping the task's, and add
+ * spawns the task and registers watch_ended under the mutex, so the watch
+ * cannot be freed before add stored it (watch_ended, even when it is
+ * scheduled at once because the task already ended, waits for the mutex).
+ * Only if registering watch_ended fails (no memory) does watch_main drop the
+ * task's reference itself as it ends (own_end): then a cancellation before
+ * the first step leaks the watch, as stream.c's spawn_with_end accepts, never
+ * frees it twice.
  *
  * fn/arg are read and replaced (a second add) under the mutex.
  */
@@ -49,6 +64,7 @@ struct watch {
     corio_callback_fn fn;       /* under table_lock */
     void *arg;                  /* under table_lock */
     bool linked;                /* under table_lock */
+    bool own_end;               /* no watch_ended: watch_main drops the task's ref */
     struct watch *next;         /* bucket chain, under table_lock */
     corio_task *task;           /* the spawn reference, dropped with the watch */
     corio_future *ran;          /* this round's "callback finished", task-owned */
@@ -145,11 +161,28 @@ static void *watch_main(void *arg)
         if (one_round(w) < 0)
             break;
     }
+    /* Unlinked now, so an add from here on makes a new watch; the task's
+     * reference goes in watch_ended (which also runs when the body never
+     * did). */
+    pthread_mutex_lock(&table_lock);
+    unlink_locked(w);
+    bool own_end = w->own_end;
+    pthread_mutex_unlock(&table_lock);
+    if (own_end)
+        watch_unref(w);
+    return NULL;
+}
+
+/* The watch task's done callback: its end, whatever the reason, also a
+ * cancellation before its first step. */
+static void watch_ended(corio_future *f, void *arg)
+{
+    struct watch *w = arg;
+    (void)f;
     pthread_mutex_lock(&table_lock);
     unlink_locked(w);
     pthread_mutex_unlock(&table_lock);
     watch_unref(w);
-    return NULL;
 }
 
 static int add(int fd, int dir, corio_callback_fn fn, void *arg)
@@ -176,13 +209,18 @@ static int add(int fd, int dir, corio_callback_fn fn, void *arg)
         char name[40];
         snprintf(name, sizeof name, "corio-%s-%d", dir == READER ? "reader" : "writer", fd);
         corio_spawn_options o = {.name = name};
-        /* Under the lock: the task's exit takes it, so it cannot free @w
-         * before w->task is stored. */
+        /* Under the lock: watch_ended takes it, so it cannot free @w before
+         * w->task is stored and @w linked. */
         rc = corio_spawn_ex(&w->task, watch_main, w, &o);
-        if (rc == 0)
+        if (rc == 0) {
             *p = w;
-        else
+            /* -ENOMEM only: the task runs anyway (it may have started on
+             * another worker, and waits for the mutex to end). */
+            if (corio_future_add_done_callback(corio_task_future(w->task), watch_ended, w) < 0)
+                w->own_end = true;
+        } else {
             free(w);
+        }
     }
     pthread_mutex_unlock(&table_lock);
     return rc;

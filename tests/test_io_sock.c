@@ -1338,6 +1338,98 @@ static void io_sock_watchers_at_shutdown(void **state)
     }
 }
 
+/* add_* then remove_* before the watch's task ran its first step: the task,
+ * cancelled that early, never runs its body, and the watch, its task and the
+ * runtime must still go (ASan's leak check; a leaked watch also keeps the
+ * runtime's shell, so each run would leak one). The same with the runtime
+ * ending before that first step (the shutdown cancels it). On one worker
+ * nothing runs between an add and its remove. */
+static void *removed_before_step_main(void *arg)
+{
+    struct checks *ck = arg;
+    int a, b;
+    if (pair_or_check(ck, &a, &b) < 0)
+        return NULL;
+    bool one = corio_rt_workers(corio_get_running_rt()) == 1;
+    atomic_int n = 0;
+    for (int i = 0; i < 8; i++) {
+        CHECK_EQ(ck, corio_add_reader(b, count_other, &n), 0);
+        CHECK_EQ(ck, corio_add_writer(a, count_other, &n), 0);
+        CHECK_EQ(ck, corio_remove_reader(b), 1);
+        CHECK_EQ(ck, corio_remove_writer(a), 1);
+        CHECK_EQ(ck, corio_remove_reader(b), 0);
+        CHECK_EQ(ck, corio_remove_writer(a), 0);
+    }
+    /* Both at once on one descriptor, removed in the other order. */
+    CHECK_EQ(ck, corio_add_writer(a, count_other, &n), 0);
+    CHECK_EQ(ck, corio_add_reader(a, count_other, &n), 0);
+    CHECK_EQ(ck, corio_remove_writer(a), 1);
+    CHECK_EQ(ck, corio_remove_reader(a), 1);
+    corio_sleep(5 * MS);
+    if (one)
+        CHECK_EQ(ck, atomic_load(&n), 0);   /* removed before any round */
+
+    /* A fresh add on the same descriptors works as a first one. */
+    CHECK_EQ(ck, corio_sock_send(a, "xy", 2, 0), 2);
+    struct watcher r = {.ck = ck, .fd = b};
+    CHECK_EQ(ck, corio_add_reader(b, on_readable, &r), 0);
+    wait_bytes(&r, 2);
+    CHECK_EQ(ck, atomic_load(&r.bytes), 2);
+    CHECK(ck, atomic_load(&r.calls) >= 1);
+    CHECK_EQ(ck, corio_remove_reader(b), 1);
+    struct watcher w = {.ck = ck, .fd = a, .stop_after = 3};
+    CHECK_EQ(ck, corio_add_writer(a, on_writable, &w), 0);
+    wait_calls(&w, 3);
+    corio_sleep(10 * MS);
+    CHECK_EQ(ck, atomic_load(&w.calls), 3);
+    CHECK_EQ(ck, atomic_load(&w.remove_rc), 1);
+    CHECK_EQ(ck, corio_remove_writer(a), 0);
+    if (one)
+        CHECK_EQ(ck, atomic_load(&n), 0);
+    corio_close(a);
+    corio_close(b);
+    return NULL;
+}
+
+struct unstarted {
+    struct checks ck;
+    int a, b;
+    atomic_int n;
+};
+
+static void add_three(struct unstarted *u)
+{
+    CHECK_EQ(&u->ck, corio_add_reader(u->b, count_other, &u->n), 0);
+    CHECK_EQ(&u->ck, corio_add_writer(u->a, count_other, &u->n), 0);
+    CHECK_EQ(&u->ck, corio_add_reader(u->a, count_other, &u->n), 0);
+}
+
+/* Registered, then main returns at once: the shutdown cancels the watches
+ * (before their first step when the runner gets there first). */
+static void *left_unstarted_main(void *arg)
+{
+    struct unstarted *u = arg;
+    if (pair_or_check(&u->ck, &u->a, &u->b) < 0)
+        return NULL;
+    add_three(u);
+    return NULL;   /* the descriptors are closed after the run */
+}
+
+static void io_sock_watch_removed_before_first_step(void **state)
+{
+    (void)state;
+    for (unsigned wk = 1; wk <= 2; wk++) {
+        for (int i = 0; i < 3; i++)
+            run_checks(wk, removed_before_step_main);
+        for (int i = 0; i < 3; i++) {
+            struct unstarted u = {.a = -1, .b = -1};
+            run_main_checked(wk, left_unstarted_main, &u, &u.ck);
+            assert_int_equal(close(u.a), 0);
+            assert_int_equal(close(u.b), 0);
+        }
+    }
+}
+
 static void *fd_errors_main(void *arg)
 {
     struct checks *ck = arg;
@@ -1390,6 +1482,7 @@ int main(void)
         cmocka_unit_test(io_sock_add_reader),
         cmocka_unit_test(io_sock_add_writer),
         cmocka_unit_test(io_sock_watchers_at_shutdown),
+        cmocka_unit_test(io_sock_watch_removed_before_first_step),
         cmocka_unit_test(io_sock_fd_watch_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
