@@ -155,7 +155,7 @@ static void unlink_op(struct ep *e, struct ep_fd *f, struct corio__io_op *op)
     op->next = op->prev = NULL;
     op->state &= (uint8_t)~CORIO__OP_QUEUED;
     if (op->deadline)
-        corio__wheel_remove(corio__worker_current()->wheel, &op->dl.timer);
+        corio__wheel_remove(op->owner->wheel, &op->dl.timer);   /* on the owner */
 }
 
 /* The deadline came first (on the owner: the wheel is its alone). */
