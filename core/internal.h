@@ -218,6 +218,7 @@ struct corio_rt {
     atomic_bool stack_exhausted;            /* the kernel refused a stack lately */
     _Atomic int state;
     atomic_bool stopping;                   /* workers leave when idle */
+    atomic_flag late_cancel_busy;           /* one worker cancels late tasks (sched.c) */
     _Atomic uint64_t ext_objects;           /* objects made off-worker, net */
     _Atomic int64_t zombie_objects;         /* after destroy: left to free */
     atomic_bool destroyed;

@@ -204,6 +204,11 @@ static void task_retire(struct corio__worker *w, struct corio_task *t)
     if (t->reg_shard != CORIO__NOT_REGISTERED)
         corio__stat_add(w->m_ended, 1);
     corio__registry_retire(rt, t, w);
+    /* A worker parked after the runner stopped waits for the last late task
+     * to end (worker_may_leave()); the idle lock orders our m_ended store
+     * before its next look. */
+    if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+        corio__idle_unpark_all(rt);
 }
 
 static bool task_start(struct corio__worker *w, struct corio_task *t)
@@ -477,6 +482,33 @@ static bool work_queued(struct corio_rt *rt, bool all)
     return false;
 }
 
+/* After the runner's last round (stopping set) a task can still appear: a
+ * callback queued by a task the shutdown cancelled runs late and spawns one
+ * (an add_reader in a done callback), or a call_later fires. Such a task
+ * must not outlive the run (destroy would free its stack under its timer or
+ * I/O), so idle workers cancel the tasks still alive and stay until they
+ * have ended; a worker may leave only when no work is queued and no task is
+ * alive. A snapshot is exact (the registry's count may lag); one worker at
+ * a time takes it, and a task already being cancelled is not asked again. */
+static bool worker_may_leave(struct corio_rt *rt)
+{
+    if (!atomic_load_explicit(&rt->stopping, memory_order_acquire) || work_queued(rt, true))
+        return false;
+    if (atomic_flag_test_and_set_explicit(&rt->late_cancel_busy, memory_order_acquire))
+        return false;
+    corio_task **list = NULL;
+    int n = corio__registry_snapshot(rt, &list, NULL);
+    for (int i = 0; i < n; i++)
+        if (corio_task_cancelling(list[i]) == 0)
+            corio_task_cancel(list[i], NULL);
+    if (n > 0)
+        corio_task_list_free(list, n);
+    else
+        free(list);
+    atomic_flag_clear_explicit(&rt->late_cancel_busy, memory_order_release);
+    return n == 0;
+}
+
 static void park(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
@@ -492,7 +524,10 @@ static void park(struct corio__worker *w)
         corio__idle_notify(rt);
     corio__stat_add(w->m_parks, 1);
     for (;;) {
-        if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+        /* Late tasks still alive: park for real, their I/O and timers need
+         * this worker's poll (task_retire() wakes us when one ends). */
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire) &&
+            corio__registry_count(rt) == 0) {
             corio__idle_unpark_all(rt);
             corio__idle_from_parked(rt, w->id, false);
             return;
@@ -517,7 +552,7 @@ void corio__worker_main(struct corio__worker *w)
         if (!n)
             n = search(w);
         if (!n) {
-            if (atomic_load_explicit(&rt->stopping, memory_order_acquire) && !work_queued(rt, true))
+            if (worker_may_leave(rt))
                 break;
             park(w);
             continue;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "corio/corio.h"
 
@@ -1026,6 +1027,80 @@ static void run_shutdown_reports_failure_while_cancelled(void **state)
     on_each_worker_count(shutdown_failure_on);
 }
 
+/* Tasks that appear after the shutdown's last cancel round: done callbacks
+ * of the tasks it cancels run late and spawn a task, or add a reader (whose
+ * watch is a task) on a pipe that never becomes readable. The workers must
+ * cancel them before they leave: run_with() asserts that none is alive,
+ * and a sleeping one left behind would have its timer freed under it. */
+#define LATE_SPAWNERS 8
+
+struct late {
+    int pipe[2];
+    atomic_int spawned, started, sleep_cancelled, readers_added, callbacks_run;
+};
+
+static void *late_sleeper(void *arg)
+{
+    struct late *s = arg;
+
+    atomic_fetch_add(&s->started, 1);   /* a task cancelled before its first step never starts */
+    if (corio_sleep(60 * 1000000000ull) == -ECANCELED)
+        atomic_fetch_add(&s->sleep_cancelled, 1);
+    return NULL;
+}
+
+static void never_readable(void *arg)
+{
+    (void)arg;
+}
+
+static void spawn_when_done(corio_future *f, void *arg)
+{
+    struct late *s = arg;
+
+    (void)f;
+    atomic_fetch_add(&s->callbacks_run, 1);
+    if (corio_spawn(NULL, late_sleeper, s) == 0)
+        atomic_fetch_add(&s->spawned, 1);
+    if (corio_add_reader(s->pipe[0], never_readable, NULL) == 0)
+        atomic_fetch_add(&s->readers_added, 1);
+}
+
+static void *late_callbacks_main(void *arg)
+{
+    struct late *s = arg;
+
+    for (int i = 0; i < LATE_SPAWNERS; i++) {
+        corio_task *t;
+        if (corio_spawn(&t, late_sleeper, s) < 0)
+            return NULL;
+        corio_future_add_done_callback(corio_task_future(t), spawn_when_done, s);
+        corio_task_unref(t);
+    }
+    corio_yield();   /* they start sleeping; main ends and the shutdown cancels them */
+    return NULL;
+}
+
+static void late_callbacks_on(unsigned workers)
+{
+    struct late s = {0};
+
+    assert_int_equal(pipe(s.pipe), 0);
+    assert_int_equal(run_on(workers, late_callbacks_main, &s, NULL), 0);
+    assert_int_equal(atomic_load(&s.callbacks_run), LATE_SPAWNERS);
+    assert_int_equal(atomic_load(&s.spawned), LATE_SPAWNERS);
+    assert_int_equal(atomic_load(&s.sleep_cancelled), atomic_load(&s.started));
+    assert_true(atomic_load(&s.readers_added) >= 1);   /* later adds replace the first */
+    close(s.pipe[0]);
+    close(s.pipe[1]);
+}
+
+static void run_shutdown_cancels_tasks_of_late_callbacks(void **state)
+{
+    (void)state;
+    on_each_worker_count(late_callbacks_on);
+}
+
 /* ---- misuse ------------------------------------------------------------ */
 
 static void noop_callback(void *arg)
@@ -1229,6 +1304,7 @@ int main(void)
         cmocka_unit_test(run_main_handle_outlives_destroy),
         cmocka_unit_test(run_shutdown_cancels_remaining_tasks),
         cmocka_unit_test(run_shutdown_reports_failure_while_cancelled),
+        cmocka_unit_test(run_shutdown_cancels_tasks_of_late_callbacks),
         cmocka_unit_test(misuse_call_soon_outside_runtime),
         cmocka_unit_test(misuse_all_tasks_outside_runtime),
         cmocka_unit_test(misuse_null_fn_einval),
