@@ -26,6 +26,7 @@
  * cancel() on it succeeds at once; its done callback then cancels the task.
  */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "../core/internal.h"
 #include "pool.h"
@@ -84,6 +85,10 @@ static corio_thread_pool *default_executor(struct corio_rt *rt, int *rc)
     *rc = corio_thread_pool_create(&ex, &o);
     if (*rc < 0)
         return NULL;
+    /* As many threads at once as there are CPUs; more when calls block
+     * (thread_pool.c, "Growth past eager"). */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    corio__thread_pool_set_eager(ex, cpus > 0 ? (unsigned)cpus : 1);
     if (!corio__rt_install_default_executor(rt, ex)) {
         corio_thread_pool_destroy(ex);   /* another task installed one first */
         return corio__rt_default_executor(rt);

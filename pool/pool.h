@@ -54,6 +54,11 @@ int corio__cond_init_mono(pthread_cond_t *cond);
 int corio__thread_pool_shutdown_timeout(corio_thread_pool *ex, bool cancel_futures,
                                         int64_t timeout_ns);
 
+/* thread_pool.c: start at most @eager threads at once; past them, a thread
+ * is added only when queued work waited GROW_NS with every thread busy (a
+ * runtime's default executor). Before the pool's first submit. */
+void corio__thread_pool_set_eager(corio_thread_pool *ex, unsigned eager);
+
 /* thread_pool.c: the default executor a runtime made itself (and frees).
  * Set before it is published; read by the runner's shutdown hook. */
 void corio__thread_pool_set_rt_owned(corio_thread_pool *ex);

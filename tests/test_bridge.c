@@ -2,8 +2,8 @@
  * run_in_executor / to_thread (the worker keeps running; cancellation before
  * and during the work), concurrent futures awaited in tasks, wrap_future,
  * run_coroutine_threadsafe (values, errors, cancel, 8 threads x 10,000),
- * call_soon_threadsafe, the default executor and its shutdown at the end of
- * the run, and bad input.
+ * call_soon_threadsafe, the default executor (its growth when calls block)
+ * and its shutdown at the end of the run, and bad input.
  */
 #include "testutil.h"
 
@@ -503,6 +503,92 @@ static void bridge_default_executor_lazy_and_freed(void **state)
     assert_int_equal(corio_thread_pool_destroy(c.p), 0);
 }
 
+/* The default executor starts as many threads at once as there are CPUs
+ * and adds one when queued calls wait with every thread stuck: calls that
+ * all have to run at the same time (each waits, up to 10 s, until all have
+ * started) finish only if it grows past the CPUs; the shorter calls queued
+ * behind them run too. */
+#define TOGETHER_EXTRA 3   /* calls beyond 2 x CPUs */
+
+struct together {
+    pthread_mutex_t lock;
+    pthread_cond_t all_in;
+    int need, in;
+};
+
+static void *wait_for_all(void *arg)
+{
+    struct together *g = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&g->lock);
+    if (++g->in == g->need)
+        pthread_cond_broadcast(&g->all_in);
+    int rc = 0;
+    while (g->in < g->need && rc == 0)
+        rc = pthread_cond_timedwait(&g->all_in, &g->lock, &until);
+    bool ok = g->in >= g->need;
+    pthread_mutex_unlock(&g->lock);
+    return V(ok ? 1 : 0);
+}
+
+struct grow_case {
+    struct checks ck;
+    struct together g;
+    atomic_int ok, short_done;
+};
+
+static void *together_task(void *arg)
+{
+    struct grow_case *c = arg;
+    void *v = NULL;
+    CHECK_EQ(&c->ck, corio_run_in_executor(NULL, wait_for_all, &c->g, &v), 0);
+    if (v == V(1))
+        atomic_fetch_add(&c->ok, 1);
+    return NULL;
+}
+
+static void *short_task(void *arg)
+{
+    struct grow_case *c = arg;
+    void *v = NULL;
+    CHECK_EQ(&c->ck, corio_run_in_executor(NULL, add_one, V(41), &v), 0);
+    if (v == V(42))
+        atomic_fetch_add(&c->short_done, 1);
+    return NULL;
+}
+
+static void *grow_main(void *arg)
+{
+    struct grow_case *c = arg;
+    corio_task *t[64 + 16];
+    int n = 0;
+    for (int i = 0; i < c->g.need; i++)
+        CHECK_EQ(&c->ck, corio_spawn(&t[n++], together_task, c), 0);
+    for (int i = 0; i < 16; i++)
+        CHECK_EQ(&c->ck, corio_spawn(&t[n++], short_task, c), 0);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(&c->ck, corio_await(t[i], NULL), 0);
+        corio_task_unref(t[i]);
+    }
+    return NULL;
+}
+
+static void bridge_default_executor_grows_when_calls_block(void **state)
+{
+    (void)state;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    struct grow_case c = { .g = { .need = (int)(2 * (cpus < 32 ? cpus : 32)) + TOGETHER_EXTRA } };
+    pthread_mutex_init(&c.g.lock, NULL);
+    pthread_cond_init(&c.g.all_in, NULL);
+    run_main_checked(2, grow_main, &c, &c.ck);
+    assert_int_equal(atomic_load(&c.ok), c.g.need);
+    assert_int_equal(atomic_load(&c.short_done), 16);
+    pthread_cond_destroy(&c.g.all_in);
+    pthread_mutex_destroy(&c.g.lock);
+}
+
 static void noop_cb(void *arg)
 {
     (void)arg;
@@ -551,6 +637,7 @@ int main(void)
         cmocka_unit_test(bridge_call_soon_threadsafe),
         cmocka_unit_test(bridge_default_executor_shut_down_by_run),
         cmocka_unit_test(bridge_default_executor_lazy_and_freed),
+        cmocka_unit_test(bridge_default_executor_grows_when_calls_block),
         cmocka_unit_test(bridge_threadsafe_after_run_is_shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

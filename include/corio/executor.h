@@ -233,7 +233,10 @@ CORIO_API int corio_to_thread(corio_fn fn, void *arg, void **value);
 /* corio_set_default_executor - make @ex the executor that
  * corio_run_in_executor(NULL) uses in @rt (NULL: the running runtime)
  * (loop.set_default_executor). Without one, an elastic pool is made on
- * first use (up to 512 threads, idle ones retired after 10 s). The runtime
+ * first use (up to 512 threads, idle ones retired after 10 s): it starts
+ * as many threads at once as there are CPUs, and one more each millisecond
+ * that queued calls wait with every thread busy in a call, so short calls
+ * run on a thread per CPU and calls that block still get a thread each. The runtime
  * shuts its default executor down (waiting up to 300 s) when corio_run /
  * corio_rt_run ends; it destroys one it made, the caller destroys @ex (after
  * the run). Returns 0, -EINVAL (NULL @ex, no runtime), -EBUSY when a default
