@@ -1,8 +1,10 @@
 // perf/peers/boost_fiber/main.cpp - the Boost.Fiber peer of corio-bench:
 // W1 spawn, W2 pingpong, W3 chain, W4 timers and W7 memory, as
-// shared/bench/WORKLOADS.md defines them.
+// shared/bench/WORKLOADS.md defines them, and corio's own yield, lock,
+// lock_contended and queue (perf/bench/yield.c, lock.c, queue.c).
 //
-// Usage: peer-boost-fiber <W1|W2|W3|W4|W7> [N] [--workers K] [--spin]
+// Usage: peer-boost-fiber <W1|W2|W3|W4|W7|yield|lock|lock_contended|queue>
+//                         [N] [--workers K] [--spin]
 //
 // Scheduler: boost::fibers::algo::work_stealing on K threads (default 2):
 // the main thread and K-1 helper threads all install it; the helpers then
@@ -14,6 +16,21 @@
 // the busy one). --spin selects suspend=false, Boost's default, to see
 // what spinning buys.
 //
+// Beware: with suspend=true a helper that has gone to sleep is woken only
+// when a fiber is made ready on its own scheduler from another thread (the
+// algorithm's notify()); fibers spawned or readied on the main thread do
+// not wake it, so a sleeping helper steals nothing: lock_contended's 4
+// fibers and queue's 2 ran on the main thread alone in every run we looked
+// at (with --spin they spread over the threads).
+//
+// yield and lock run on one thread whatever --workers says, as corio's,
+// Go's and tokio's do, and so does every workload with --workers 1, on
+// Boost's default single-thread scheduler,
+// algo::round_robin (as tokio's run on its current_thread runtime):
+// work_stealing with a thread count of 1 spins forever in pick_next once
+// its ready queue is empty (it looks for a victim other than itself among
+// 1), and costs ~50 ns more per yield here.
+//
 // Stacks: every fiber gets boost::fibers::fixedsize_stack of 64 KiB
 // (malloc'd, no guard page), the size of corio's default stack. Boost
 // allocates the stack when the fiber is created; corio allocates it at a
@@ -22,6 +39,9 @@
 // Each workload checks its own result (exit 1 when wrong), times itself
 // with std::chrono::steady_clock around the workload only, and prints:
 //   RESULT workload=<W> peer=boost_fiber n=<N> wall_s=<s> rate=<ops/s> [key=value ...]
+// where the extra keys are ns_per_op=<ns> for yield and lock (as corio's),
+// max_late_ms= / bytes_per_task= and workers=K for W4 / W7, workers=K for
+// the others.
 #include <boost/fiber/all.hpp>
 
 #include <chrono>
@@ -44,7 +64,8 @@ static const std::size_t stack_size = 64 * 1024;
 
 [[noreturn]] static void usage()
 {
-    std::fprintf(stderr, "usage: peer-boost-fiber <W1|W2|W3|W4|W7> [N] [--workers K] [--spin]\n");
+    std::fprintf(stderr, "usage: peer-boost-fiber <W1|W2|W3|W4|W7|yield|lock|lock_contended|queue>"
+                         " [N] [--workers K] [--spin]\n");
     std::exit(2);
 }
 
@@ -180,6 +201,115 @@ static double w4_timers(uint64_t n, double *max_late_ms)
     return wall;
 }
 
+// yield: one fiber calls this_fiber::yield() n times, alone on the one
+// thread (the main fiber waits in join, so the ready queue holds only the
+// yielding fiber: each call is a trip into the scheduler and back). Timed
+// inside the fiber, as corio's is inside its task.
+static double yield_loop(uint64_t n)
+{
+    double wall = 0;
+    uint64_t count = 0;
+    spawn([&] {
+        auto t0 = steady::now();
+        for (uint64_t i = 0; i < n; i++) {
+            boost::this_fiber::yield();
+            count++;
+        }
+        wall = seconds(steady::now() - t0);
+    }).join();
+    if (count != n)
+        wrong("yield", "count " + std::to_string(count) + ", want " + std::to_string(n));
+    return wall;
+}
+
+// lock: one fiber locks and unlocks a fibers::mutex n times (uncontended),
+// counting under the lock, alone on the one thread; timed inside the fiber.
+static double lock_loop(uint64_t n)
+{
+    fibers::mutex mtx;
+    uint64_t counter = 0;
+    double wall = 0;
+    spawn([&] {
+        auto t0 = steady::now();
+        for (uint64_t i = 0; i < n; i++) {
+            mtx.lock();
+            counter++;
+            mtx.unlock();
+        }
+        wall = seconds(steady::now() - t0);
+    }).join();
+    if (counter != n)
+        wrong("lock", "counter " + std::to_string(counter) + ", want " + std::to_string(n));
+    return wall;
+}
+
+// lock_contended: 4 fibers on the K work_stealing threads each do n/4 times
+// lock; counter++; unlock (the last takes the remainder) on one
+// fibers::mutex; nothing yields while holding it (corio's does not either).
+// Boost's mutex is not a hand-over lock: unlock wakes the first waiter,
+// which then competes for the lock again with any fiber that is running.
+static double lock_contended(uint64_t n)
+{
+    const int contenders = 4;
+    fibers::mutex mtx;
+    uint64_t counter = 0;   // under mtx
+    std::vector<fibers::fiber> fs;
+    fs.reserve(contenders);
+    auto t0 = steady::now();
+    for (int i = 0; i < contenders; i++) {
+        uint64_t ops = n / contenders + (i == contenders - 1 ? n % contenders : 0);
+        fs.push_back(spawn([&mtx, &counter, ops] {
+            for (uint64_t j = 0; j < ops; j++) {
+                mtx.lock();
+                counter++;
+                mtx.unlock();
+            }
+        }));
+    }
+    for (auto &f : fs)
+        f.join();
+    double wall = seconds(steady::now() - t0);
+    if (counter != n)
+        wrong("lock_contended", "counter " + std::to_string(counter) + ", want " + std::to_string(n));
+    return wall;
+}
+
+// queue: a producer fiber pushes 1..n into a buffered_channel<uint64_t> of
+// capacity 128 (Boost wants a power of 2, and its ring keeps one slot free:
+// it holds 127 items), one consumer fiber pops n items and sums them; the
+// sum must be n(n+1)/2. The consumer is spawned first, as corio's is.
+static double queue_run(uint64_t n)
+{
+    fibers::buffered_channel<uint64_t> ch(128);
+    uint64_t sum = 0;
+    bool short_read = false;
+    auto t0 = steady::now();
+    fibers::fiber cons = spawn([&] {
+        uint64_t s = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t v;
+            if (ch.pop(v) != fibers::channel_op_status::success) {
+                short_read = true;
+                break;
+            }
+            s += v;
+        }
+        sum = s;
+    });
+    fibers::fiber prod = spawn([&] {
+        for (uint64_t i = 1; i <= n; i++)
+            if (ch.push(i) != fibers::channel_op_status::success)
+                break;
+    });
+    prod.join();
+    cons.join();
+    double wall = seconds(steady::now() - t0);
+    uint64_t want = n % 2 ? (n + 1) / 2 * n : n / 2 * (n + 1);
+    if (short_read || sum != want)
+        wrong("queue", "sum " + std::to_string(sum) + ", want " + std::to_string(want));
+    return wall;
+}
+
 static uint64_t status_kb(const char *key)
 {
     std::ifstream f("/proc/self/status");
@@ -273,14 +403,30 @@ int main(int argc, char **argv)
     } else if (id == "W4" || id == "W7") {
         if (!n)
             n = 100000;
+    } else if (id == "yield" || id == "lock") {
+        if (!n)
+            n = 10000000;
+    } else if (id == "lock_contended") {
+        if (!n)
+            n = 2000000;
+    } else if (id == "queue") {
+        if (!n)
+            n = 1000000;
     } else {
         usage();
     }
+    bool per_op = id == "yield" || id == "lock";   // one thread, round_robin
+    unsigned threads_n = per_op ? 1 : workers;
 
     std::vector<std::thread> threads;
-    for (unsigned i = 1; i < workers; i++)
-        threads.emplace_back(helper, workers);
-    fibers::use_scheduling_algorithm<fibers::algo::work_stealing>(workers, !spin);
+    for (unsigned i = 1; i < threads_n; i++)
+        threads.emplace_back(helper, threads_n);
+    // One thread: round_robin, since work_stealing(1) spins (or, in W4's
+    // sleeps, hangs) in pick_next with nothing ready; see the header.
+    if (threads_n == 1)
+        fibers::use_scheduling_algorithm<fibers::algo::round_robin>();
+    else
+        fibers::use_scheduling_algorithm<fibers::algo::work_stealing>(threads_n, !spin);
 
     double wall = 0, figure = 0;
     char extra[96];
@@ -292,9 +438,21 @@ int main(int argc, char **argv)
         wall = w3_chain(n);
     else if (id == "W4")
         wall = w4_timers(n, &figure);
-    else
+    else if (id == "W7")
         wall = w7_memory(n, &figure);
-    if (id == "W4")
+    else if (id == "yield")
+        wall = yield_loop(n);
+    else if (id == "lock")
+        wall = lock_loop(n);
+    else if (id == "lock_contended")
+        wall = lock_contended(n);
+    else
+        wall = queue_run(n);
+    if (wall <= 0)
+        wall = 1e-9;
+    if (per_op)
+        std::snprintf(extra, sizeof extra, "ns_per_op=%.2f", wall * 1e9 / double(n));
+    else if (id == "W4")
         std::snprintf(extra, sizeof extra, "max_late_ms=%.3f workers=%u", figure, workers);
     else if (id == "W7")
         std::snprintf(extra, sizeof extra, "bytes_per_task=%.0f workers=%u", figure, workers);
@@ -308,8 +466,6 @@ int main(int argc, char **argv)
     end_cv.notify_all();
     for (auto &t : threads)
         t.join();
-    if (wall <= 0)
-        wall = 1e-9;
     std::printf("RESULT workload=%s peer=boost_fiber n=%" PRIu64 " wall_s=%.6f rate=%.0f %s\n",
                 w, n, wall, double(n) / wall, extra);
     return 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """perf/peers/python/peer.py - the Python asyncio and uvloop peers of corio-bench.
 
-Usage: peer.py --loop asyncio|uvloop <W1|W2|W3|W4|W7> [N] [--workers K]
+Usage: peer.py --loop asyncio|uvloop <W1|W2|W3|W4|W5|W6|W7|yield|lock|lock_contended|queue>
+               [N] [--workers K]
        peer.py --loop asyncio|uvloop <W8|W9> serve [--port P] [--workers 1]
 
 One script for both peers: --loop asyncio runs the standard event loop,
@@ -9,6 +10,8 @@ One script for both peers: --loop asyncio runs the standard event loop,
 runs both on the same interpreter, the one that can import uvloop. The loop
 is single-threaded: --workers is accepted and ignored (WORKLOADS.md:
 single-threaded runtimes run as they are); the servers refuse anything but 1.
+W5 and W6 use threads besides the loop's (the default executor, 4 submitters)
+but size nothing after --workers either.
 
   W1  create_task(N coroutines returning their index), gather, check the sum
   W2  two tasks, two asyncio.Queue(maxsize=1), N round trips of a counter
@@ -16,7 +19,25 @@ single-threaded runtimes run as they are); the servers refuse anything but 1.
   W4  N tasks each asyncio.sleep(delay) (WORKLOADS.md's delays), gather; a
       task whose sleep ended early (uvloop's timers run on libuv's millisecond
       clock) sleeps the rest, so none wakes early; max lateness reported
+  W5  1000 tasks each await loop.run_in_executor(None, ...) one blocking call
+      at a time (WORKLOADS.md's xorshift call), taking call indices from a
+      shared counter until N are claimed; the sum (mod 2^64) is checked
+      against the one computed directly after the timed region
+  W6  4 threading.Threads each submit N/4 coroutines returning x+1 with
+      asyncio.run_coroutine_threadsafe and block on each .result(); timed
+      from the threads' common start (a Barrier) to the last one's end
   W7  N tasks each asyncio.sleep(1) at once; (VmHWM after - VmRSS before) / N
+  yield           one task awaits asyncio.sleep(0) N times (ns_per_op)
+  lock            one task: await lock.acquire(); counter += 1; lock.release()
+                  N times on an asyncio.Lock (ns_per_op)
+  lock_contended  4 tasks each do N/4 times (the last the remainder) the
+                  same on one asyncio.Lock, nothing awaited while holding it,
+                  as perf/bench/lock.c: on one thread the free lock's acquire
+                  never suspends, so each task runs its share to the end in
+                  one step and no hand-over happens (corio's contention comes
+                  from parallel workers)
+  queue           a producer task puts 1..N into an asyncio.Queue(maxsize=128),
+                  a consumer task gets them and checks the sum
   W8  HTTP/1.1 keep-alive hello world, W9 echo: asyncio Protocols
       (loop.create_server with a Protocol class: the fast path uvloop
       advertises; streams add a reader/writer object pair per connection)
@@ -31,11 +52,15 @@ import asyncio
 import signal
 import socket
 import sys
+import threading
 import time
 
-USAGE = ("usage: peer.py --loop asyncio|uvloop <W1|W2|W3|W4|W7> [N] [--workers K]\n"
+USAGE = ("usage: peer.py --loop asyncio|uvloop "
+         "<W1|W2|W3|W4|W5|W6|W7|yield|lock|lock_contended|queue> [N] [--workers K]\n"
          "       peer.py --loop asyncio|uvloop <W8|W9> serve [--port P] [--workers 1]")
-DEFAULT_N = {"W1": 1000000, "W2": 1000000, "W3": 1000000, "W4": 100000, "W7": 100000}
+DEFAULT_N = {"W1": 1000000, "W2": 1000000, "W3": 1000000, "W4": 100000, "W5": 100000,
+             "W6": 200000, "W7": 100000, "yield": 10000000, "lock": 10000000,
+             "lock_contended": 2000000, "queue": 1000000}
 
 
 def usage():
@@ -210,6 +235,167 @@ async def w7_memory(n):
     return wall, f"bytes_per_task={(hwm - rss_before) * 1024 / n:.0f}"
 
 
+# --- W5 W6 -------------------------------------------------------------------
+
+M64 = 0xFFFFFFFFFFFFFFFF
+W5_IN_FLIGHT = 1000   # WORKLOADS.md W5
+W6_THREADS = 4        # WORKLOADS.md W6
+
+
+def blocking_call(i):
+    """W5's blocking call i: x = i+1, then 200 rounds of xorshift mod 2^64."""
+    x = i + 1
+    for _ in range(200):
+        x ^= (x << 13) & M64
+        x ^= x >> 7
+        x ^= (x << 17) & M64
+    return x
+
+
+async def w5_offload(n):
+    # The loop's default executor as it comes: both asyncio and uvloop create
+    # a plain concurrent.futures.ThreadPoolExecutor() on the first call, so
+    # max_workers = min(32, os.cpu_count() + 4) (6 threads on 2 CPUs), its
+    # threads started on demand inside the timed region. The calls are pure
+    # Python: they hold the GIL, so the threads compute them one at a time.
+    loop = asyncio.get_running_loop()
+    next_i = 0
+
+    async def offloader():
+        nonlocal next_i
+        total = 0
+        while True:
+            i = next_i                # one thread: the claim needs no atomics
+            if i >= n:
+                return total
+            next_i = i + 1
+            total += await loop.run_in_executor(None, blocking_call, i)
+
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(offloader()) for _ in range(W5_IN_FLIGHT)]
+    total = 0
+    for t in tasks:
+        total += await t
+    wall = time.perf_counter() - t0
+    total &= M64
+    want = sum(blocking_call(i) for i in range(n)) & M64
+    if total != want:
+        wrong("W5", f"sum {total}, want {want}")
+    return wall, ""
+
+
+async def inc(x):
+    return x + 1
+
+
+def submitter(loop, per_thread, go, starts, ends, errors):
+    go.wait()
+    starts.append(time.perf_counter())
+    try:
+        for x in range(per_thread):
+            v = asyncio.run_coroutine_threadsafe(inc(x), loop).result()
+            if v != x + 1:
+                errors.append(f"got {v} for {x}")
+                return
+    except Exception as e:            # noqa: BLE001 - reported by the main task
+        errors.append(f"submit of {x}: {e!r}")
+        return
+    finally:
+        ends.append(time.perf_counter())
+
+
+async def w6_xthread(n):
+    per_thread = n // W6_THREADS      # as perf/bench/xthread.c (n=N is printed)
+    if per_thread == 0:
+        wrong("W6", f"N must be at least {W6_THREADS}")
+    loop = asyncio.get_running_loop()
+    go = threading.Barrier(W6_THREADS)
+    starts, ends, errors = [], [], []
+    threads = [threading.Thread(target=submitter,
+                                args=(loop, per_thread, go, starts, ends, errors))
+               for _ in range(W6_THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:                 # joined on the default executor: the loop runs on
+        await loop.run_in_executor(None, t.join)
+    if errors:
+        wrong("W6", errors[0])
+    return max(ends) - min(starts), ""
+
+
+# --- yield lock lock_contended queue -----------------------------------------
+
+async def yield_loop(n):
+    # sleep(0) is a bare yield: the task goes back to the loop's ready queue
+    # (no timer, so uvloop's millisecond clock does not enter).
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await asyncio.sleep(0)
+    wall = time.perf_counter() - t0
+    return wall, f"ns_per_op={wall * 1e9 / n:.2f}"
+
+
+async def lock_loop(n):
+    lock = asyncio.Lock()
+    counter = 0
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await lock.acquire()
+        counter += 1
+        lock.release()
+    wall = time.perf_counter() - t0
+    if counter != n:
+        wrong("lock", f"counter {counter}, want {n}")
+    return wall, f"ns_per_op={wall * 1e9 / n:.2f}"
+
+
+async def w_lock_contended(n):
+    lock = asyncio.Lock()
+    counter = 0
+
+    async def contend(ops):
+        nonlocal counter
+        for _ in range(ops):
+            await lock.acquire()
+            counter += 1
+            lock.release()
+
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(contend(n // 4 + (n % 4 if k == 3 else 0)))
+             for k in range(4)]
+    for t in tasks:
+        await t
+    wall = time.perf_counter() - t0
+    if counter != n:
+        wrong("lock_contended", f"counter {counter}, want {n}")
+    return wall, ""
+
+
+async def q_producer(n, q):
+    for i in range(1, n + 1):
+        await q.put(i)
+
+
+async def q_consumer(n, q):
+    total = 0
+    for _ in range(n):
+        total += await q.get()
+    return total
+
+
+async def w_queue(n):
+    q = asyncio.Queue(maxsize=128)    # the Go peer's channel capacity
+    t0 = time.perf_counter()
+    cons = asyncio.create_task(q_consumer(n, q))
+    prod = asyncio.create_task(q_producer(n, q))
+    await prod
+    total = await cons
+    wall = time.perf_counter() - t0
+    if total != n * (n + 1) // 2:
+        wrong("queue", f"sum {total}, want {n * (n + 1) // 2}")
+    return wall, ""
+
+
 # --- W8 W9 -------------------------------------------------------------------
 
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
@@ -261,7 +447,8 @@ async def serve(workload, port):
 
 
 WORKLOADS = {"W1": w1_spawn, "W2": w2_pingpong, "W3": w3_chain, "W4": w4_timers,
-             "W7": w7_memory}
+             "W5": w5_offload, "W6": w6_xthread, "W7": w7_memory, "yield": yield_loop,
+             "lock": lock_loop, "lock_contended": w_lock_contended, "queue": w_queue}
 
 
 def main():

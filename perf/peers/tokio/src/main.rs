@@ -1,22 +1,26 @@
 //! tokio peer of corio-bench: W1 spawn, W2 pingpong, W3 chain, yield, W4
 //! timers, W5 offload, W6 xthread, W7 memory, and the W8 http and W9 echo
-//! servers, as shared/bench/WORKLOADS.md defines them.
+//! servers, as shared/bench/WORKLOADS.md defines them; lock, lock_contended
+//! and queue as corio's perf/bench (lock.c, queue.c) define them.
 //!
 //! W5 sends its blocking calls through spawn_blocking (tokio's blocking
 //! pool, up to 512 threads) from 1000 tasks, one call each at a time; W6's
 //! 4 std threads each Handle::spawn one task at a time and block on its
-//! JoinHandle with Handle::block_on.
+//! JoinHandle with Handle::block_on. lock and lock_contended use a
+//! tokio::sync::Mutex (FIFO-fair, like corio's lock: a release with waiters
+//! hands the lock to the first one); queue an mpsc::channel(128).
 //!
-//! Usage: peer-tokio <W1|W2|W3|W4|W5|W6|W7|yield> [N] [--workers K]
+//! Usage: peer-tokio <W1|W2|W3|W4|W5|W6|W7|yield|lock|lock_contended|queue> [N] [--workers K]
 //!        peer-tokio <W8|W9> serve [--port P] [--workers K]
 //!
-//! W1-W4, W7 and the servers run on the multi-thread runtime with K worker
-//! threads (default 2); the workload's own main task is spawned onto the
-//! runtime, so it runs on a worker as corio's main task does (block_on's
-//! future would run on the calling thread instead). yield runs on a
-//! current_thread runtime. Each workload checks its own result (exit 1 when
-//! wrong), times itself with Instant (CLOCK_MONOTONIC) around the workload
-//! only, and prints one line:
+//! W1-W4, W7, lock_contended, queue and the servers run on the multi-thread
+//! runtime with K worker threads (default 2); the workload's own main task
+//! is spawned onto the runtime, so it runs on a worker as corio's main task
+//! does (block_on's future would run on the calling thread instead). yield
+//! and lock run on a current_thread runtime (corio runs them on 1 worker).
+//! Each workload checks its own result (exit 1 when wrong), times itself
+//! with Instant (CLOCK_MONOTONIC) around the workload only, and prints one
+//! line:
 //!   RESULT workload=<W> peer=tokio n=<N> wall_s=<s> rate=<ops/s> [key=value ...]
 //!
 //! The servers listen on 127.0.0.1:P (P=0: the kernel picks a port), print
@@ -31,7 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Builder, Runtime};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 struct Args {
     workload: String,
@@ -44,7 +48,7 @@ struct Args {
 type Outcome = Result<Duration, String>;
 
 fn usage() -> ! {
-    eprintln!("usage: peer-tokio <W1|W2|W3|W4|W5|W6|W7|yield> [N] [--workers K]");
+    eprintln!("usage: peer-tokio <W1|W2|W3|W4|W5|W6|W7|yield|lock|lock_contended|queue> [N] [--workers K]");
     eprintln!("       peer-tokio <W8|W9> serve [--port P] [--workers K]");
     exit(2);
 }
@@ -88,7 +92,9 @@ fn parse_args() -> Args {
         "W1" | "W2" | "W3" => 1_000_000,
         "W4" | "W5" | "W7" => 100_000,
         "W6" => 200_000,
-        "yield" => 10_000_000,
+        "yield" | "lock" => 10_000_000,
+        "lock_contended" => 2_000_000,
+        "queue" => 1_000_000,
         "W8" | "W9" => 0,
         _ => usage(),
     };
@@ -102,6 +108,14 @@ fn multi_thread(workers: usize) -> Runtime {
 /// The multi-thread runtime with the time and I/O drivers (W4, W7, W8, W9).
 fn multi_thread_drivers(workers: usize) -> Runtime {
     build_multi_thread(workers, true)
+}
+
+/// The current_thread runtime, no drivers (yield, lock).
+fn current_thread() -> Runtime {
+    Builder::new_current_thread().build().unwrap_or_else(|e| {
+        eprintln!("peer-tokio: cannot build the runtime: {e}");
+        exit(1)
+    })
 }
 
 fn build_multi_thread(workers: usize, drivers: bool) -> Runtime {
@@ -201,6 +215,79 @@ async fn yield_loop(n: u64) -> Outcome {
     let wall = t0.elapsed();
     if count != n {
         return Err(format!("count {count}, want {n}"));
+    }
+    Ok(wall)
+}
+
+/// lock: one task locks and unlocks a Mutex n times, alone on a
+/// current_thread runtime, counting under the lock.
+async fn lock_loop(n: u64) -> Outcome {
+    let lock = Mutex::new(0u64);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        *lock.lock().await += 1; // the guard drops (unlocks) at the end of the statement
+    }
+    let wall = t0.elapsed();
+    let counter = lock.into_inner();
+    if counter != n {
+        return Err(format!("counter {counter}, want {n}"));
+    }
+    Ok(wall)
+}
+
+/// lock_contended: 4 tasks each do n/4 times lock; counter += 1; unlock on
+/// one Mutex (the last takes the remainder); await all, check the counter.
+async fn lock_contended(n: u64) -> Outcome {
+    use std::sync::Arc;
+    const CONTENDERS: u64 = 4;
+    let lock = Arc::new(Mutex::new(0u64));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..CONTENDERS)
+        .map(|i| {
+            let ops = n / CONTENDERS + if i == CONTENDERS - 1 { n % CONTENDERS } else { 0 };
+            let lock = lock.clone();
+            tokio::spawn(async move {
+                for _ in 0..ops {
+                    *lock.lock().await += 1;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.map_err(|e| format!("a task failed: {e}"))?;
+    }
+    let wall = t0.elapsed();
+    let counter = *lock.lock().await;
+    if counter != n {
+        return Err(format!("counter {counter}, want {n}"));
+    }
+    Ok(wall)
+}
+
+/// queue: a producer task sends 1..=n through an mpsc::channel(128) to one
+/// consumer task, which receives n items and returns their sum.
+async fn queue(n: u64) -> Outcome {
+    let (tx, mut rx) = mpsc::channel::<u64>(128);
+    let t0 = Instant::now();
+    let cons = tokio::spawn(async move {
+        let mut sum = 0u64;
+        for _ in 0..n {
+            sum = sum.wrapping_add(rx.recv().await.ok_or("the producer hung up")?);
+        }
+        Ok::<u64, &'static str>(sum)
+    });
+    let prod = tokio::spawn(async move {
+        for i in 1..=n {
+            tx.send(i).await.map_err(|_| "the consumer hung up")?;
+        }
+        Ok::<(), &'static str>(())
+    });
+    prod.await.map_err(|e| format!("the producer failed: {e}"))??;
+    let sum = cons.await.map_err(|e| format!("the consumer failed: {e}"))??;
+    let wall = t0.elapsed();
+    let want = if n % 2 == 1 { (n + 1) / 2 * n } else { n / 2 * (n + 1) };
+    if sum != want {
+        return Err(format!("sum {sum}, want {want}"));
     }
     Ok(wall)
 }
@@ -486,13 +573,10 @@ fn main() {
             // Leave at once: connection tasks may still be running.
             exit(0);
         }
-        "yield" => {
-            let rt = Builder::new_current_thread().build().unwrap_or_else(|e| {
-                eprintln!("peer-tokio: cannot build the runtime: {e}");
-                exit(1)
-            });
-            run_main(&rt, yield_loop(n))
-        }
+        "yield" => run_main(&current_thread(), yield_loop(n)),
+        "lock" => run_main(&current_thread(), lock_loop(n)),
+        "lock_contended" => run_main(&multi_thread(args.workers), lock_contended(n)),
+        "queue" => run_main(&multi_thread(args.workers), queue(n)),
         _ => usage(),
     };
     let wall = match outcome {
@@ -503,7 +587,7 @@ fn main() {
         }
     };
     let rate = n as f64 / wall;
-    if args.workload == "yield" {
+    if args.workload == "yield" || args.workload == "lock" {
         extra = format!("ns_per_op={:.2}", wall * 1e9 / n as f64);
     }
     println!(
