@@ -154,7 +154,12 @@ CORIO_API int corio_process_pool_create(corio_process_pool **out,
  * Returns 0, -EINVAL (NULL @pp, @name or @out; NULL @in with a length),
  * -ENOENT (@name not registered), -EMSGSIZE (@in_len over
  * CORIO_PROCESS_MAX_PAYLOAD), -ESHUTDOWN (after shutdown), -EPIPE (the pool
- * is broken), -ENOMEM. Call from: any thread or a task (it never waits). */
+ * is broken), -ENOMEM. Call from: any thread or a task. It does not wait
+ * for the work: a small request goes straight into an idle worker's empty
+ * socket with one non-blocking send. Only a worker that stopped reading
+ * (a stopped process) can make that send wait, 10 ms at a time, for at most
+ * 1 s, after which the worker is killed and replaced (its future fails with
+ * -EPIPE, as for any worker that dies). */
 CORIO_API int corio_process_pool_submit(corio_process_pool *pp, const char *name,
                                         const void *in, size_t in_len, corio_cfuture **out);
 
