@@ -9,7 +9,8 @@
  * surfaced, shut the default executor down (pool/'s shutdown hook), then
  * tell the workers to stop. Other threads' spawns and callbacks are refused
  * from the moment main has ended (core/xthread.c). Workers leave their loop once
- * stopping is set and no work is left, and the caller joins them.
+ * stopping is set, no work is left and no task is alive (they cancel tasks
+ * spawned after the last round: core/sched.c), and the caller joins them.
  *
  * After destroy, objects the user still references (a main task handle,
  * say) keep the runtime's shell alive until the last one is freed

@@ -287,8 +287,9 @@ static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_
     /* Only canary-mode stacks need the check (guard pages fault by themselves). */
     if (w->rt->arena.guard == CORIO_GUARD_CANARY &&
         CORIO_NEVER(!corio__stack_canary_ok(&w->rt->arena, &t->stack))) {
+        char name[CORIO__NAME_MAX];
         fprintf(stderr, "corio: stack overflow in task '%s' (%zu-byte stack)\n",
-                corio_task_name(t), t->stack.size);
+                corio__task_name_copy(t, name, sizeof name), t->stack.size);
         abort();
     }
     if (why == SW_DONE) {
@@ -520,7 +521,11 @@ static void park(struct corio__worker *w)
     corio__idle_to_parked(rt, w->id, was_searching);
     /* After the seq_cst transition: a producer that pushed before it either
      * saw us listed (and wakes us) or its work is visible here. */
-    if (work_queued(rt, false) || atomic_load_explicit(&rt->stopping, memory_order_acquire))
+    /* While stopping with late tasks alive, only work wakes us (else this
+     * notify would pick us, the newest sleeper, and we would spin). */
+    if (work_queued(rt, false) ||
+        (atomic_load_explicit(&rt->stopping, memory_order_acquire) &&
+         corio__registry_count(rt) == 0))
         corio__idle_notify(rt);
     corio__stat_add(w->m_parks, 1);
     for (;;) {
@@ -552,8 +557,12 @@ void corio__worker_main(struct corio__worker *w)
         if (!n)
             n = search(w);
         if (!n) {
-            if (worker_may_leave(rt))
+            if (worker_may_leave(rt)) {
+                /* A worker that parked while our last task was alive may
+                 * have missed task_retire()'s wake-up: wake it to look. */
+                corio__idle_unpark_all(rt);
                 break;
+            }
             park(w);
             continue;
         }

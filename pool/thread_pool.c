@@ -367,15 +367,21 @@ static struct work *next_item(struct corio_thread_pool *p, struct idler *me)
     }
 }
 
-/* A pool thread's life from its first item @w on; NULL @w: it leaves at
- * once (a grower that found the queue empty). Returns with no pool memory
- * touched any more. */
+/* With p->lock held: the calling thread leaves the pool (and unlocks).
+ * No pool memory is touched once it returns. */
+static void leave_locked(struct corio_thread_pool *p)
+{
+    p->nthreads--;
+    atomic_store_explicit(&p->alive, p->nthreads, memory_order_relaxed);
+    corio_cfuture *ex = exit_locked(p);
+    pthread_mutex_unlock(&p->lock);
+    cur_pool = NULL;
+    complete_exited(ex);
+}
+
+/* A pool thread's life from its first item @w on, until it leaves. */
 static void work_then_leave(struct corio_thread_pool *p, struct work *w)
 {
-    if (!w) {
-        pthread_mutex_lock(&p->lock);
-        goto leave;
-    }
     if (p->initializer && p->initializer(p->initarg) < 0) {
         pthread_mutex_lock(&p->lock);
         p->broken = true;
@@ -391,12 +397,7 @@ static void work_then_leave(struct corio_thread_pool *p, struct work *w)
     while ((w = next_item(p, &me)));
     slot_quiesce(&me);
 leave:
-    p->nthreads--;
-    atomic_store_explicit(&p->alive, p->nthreads, memory_order_relaxed);
-    corio_cfuture *ex = exit_locked(p);
-    pthread_mutex_unlock(&p->lock);
-    cur_pool = NULL;
-    complete_exited(ex);   /* no pool memory is touched from here on */
+    leave_locked(p);
 }
 
 static void *pool_thread(void *arg)
@@ -424,7 +425,8 @@ static struct work *grow_watch(struct corio_thread_pool *p)
         struct timespec ts = { .tv_nsec = GROW_NS };
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&p->lock);
-        if (p->shut || p->broken || !p->head) {
+        /* After a shutdown too: shutdown(wait) runs what is queued. */
+        if (p->broken || !p->head) {
             p->grower = false;
             return NULL;
         }
@@ -443,6 +445,12 @@ static void *grow_thread(void *arg)
     struct corio_thread_pool *p = arg;
     cur_pool = p;
     struct work *w = grow_watch(p);
+    if (!w) {
+        /* Under the same hold that saw the queue empty: a submit after it
+         * never counts this thread as one that will take its item. */
+        leave_locked(p);
+        return NULL;
+    }
     pthread_mutex_unlock(&p->lock);
     work_then_leave(p, w);
     return NULL;

@@ -562,7 +562,7 @@ static void *short_task(void *arg)
 static void *grow_main(void *arg)
 {
     struct grow_case *c = arg;
-    corio_task *t[64 + 16];
+    corio_task *t[2 * 32 + TOGETHER_EXTRA + 16];
     int n = 0;
     for (int i = 0; i < c->g.need; i++)
         CHECK_EQ(&c->ck, corio_spawn(&t[n++], together_task, c), 0);
