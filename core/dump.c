@@ -82,8 +82,9 @@ static void dump_one(struct corio_task *t, FILE *out)
 {
     uint32_t s = atomic_load_explicit(&t->sched, memory_order_acquire);
     const char *what = atomic_load_explicit(&t->awaiting, memory_order_relaxed);
-    fprintf(out, "task %llu '%s': %s", (unsigned long long)t->id, corio_task_name(t),
-            state_name(s));
+    char name[CORIO__NAME_MAX];
+    fprintf(out, "task %llu '%s': %s", (unsigned long long)t->id,
+            corio__task_name_copy(t, name, sizeof name), state_name(s));
     if ((s & TS_STATE_MASK) == TS_PARKED && what)
         fprintf(out, " on %s", what);
     fprintf(out, ", cancelling %d\n", corio_task_cancelling(t));

@@ -319,6 +319,10 @@ int corio__spawn_in(struct corio_rt *rt, struct corio__worker *w, corio_task **o
                     void *arg, const corio_spawn_options *opts);
 void corio__task_cache_fini(struct corio__worker *w);
 void corio__task_free(struct corio_task *t);
+/* task.c: @t's name copied into @buf (returned), safe against a rename on
+ * another thread; for the runtime's messages about a task it does not run. */
+#define CORIO__NAME_MAX 128
+const char *corio__task_name_copy(const struct corio_task *t, char *buf, size_t len);
 void corio__task_run_entry(void *value);
 int corio__task_cancel_request(struct corio_task *t, const char *msg);
 bool corio__task_take_cancel(struct corio_task *t);

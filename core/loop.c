@@ -52,8 +52,10 @@ void corio_default_exception_handler(corio_rt *rt, const corio_exception_context
         return;
     char line[1024];
     int n = snprintf(line, sizeof line, "corio: %s", ctx->message ? ctx->message : "error");
+    char name[CORIO__NAME_MAX];
     if (ctx->task && n < (int)sizeof line)
-        n += snprintf(line + n, sizeof line - n, ": task '%s'", corio_task_name(ctx->task));
+        n += snprintf(line + n, sizeof line - n, ": task '%s'",
+                      corio__task_name_copy(ctx->task, name, sizeof name));
     if (ctx->error && n < (int)sizeof line)
         n += snprintf(line + n, sizeof line - n, " error %d (%s)", ctx->error,
                       corio_strerror(ctx->error));
@@ -120,9 +122,11 @@ void corio__debug_step_end(struct corio__worker *w, struct corio_task *t)
         return;
     uint64_t took = corio_time_ns() - t->step_start_ns;
     t->step_start_ns = 0;
+    char name[CORIO__NAME_MAX];
     if (took >= w->rt->slow_ns)
         fprintf(stderr, "corio: Executing <Task name='%s' id=%llu> took %.3f seconds\n",
-                corio_task_name(t), (unsigned long long)t->id, (double)took / 1e9);
+                corio__task_name_copy(t, name, sizeof name), (unsigned long long)t->id,
+                (double)took / 1e9);
 }
 
 /* ---- metrics ---- */

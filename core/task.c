@@ -336,10 +336,27 @@ int corio_task_set_name(corio_task *t, const char *name)
     char *copy = strdup(name);
     if (!copy)
         return -ENOMEM;
-    /* corio/task.h: a name returned earlier is valid until the next rename. */
+    /* corio/task.h: a name returned earlier is valid until the next rename.
+     * The runtime's own readers on other threads (dump, reports, warnings)
+     * copy it under the same lock: corio__task_name_copy(). */
+    corio__spin_lock(&t->fut.lock);
     char *old = __atomic_exchange_n(&t->name, copy, __ATOMIC_ACQ_REL);
+    corio__spin_unlock(&t->fut.lock);
     free(old);
     return 0;
+}
+
+const char *corio__task_name_copy(const struct corio_task *tc, char *buf, size_t len)
+{
+    struct corio_task *t = (struct corio_task *)tc;
+    corio__spin_lock(&t->fut.lock);
+    const char *name = __atomic_load_n(&t->name, __ATOMIC_ACQUIRE);
+    if (name)
+        snprintf(buf, len, "%s", name);
+    else
+        snprintf(buf, len, "Task-%llu", (unsigned long long)t->id);
+    corio__spin_unlock(&t->fut.lock);
+    return buf;
 }
 
 uint64_t corio_task_id(const corio_task *t)

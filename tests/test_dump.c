@@ -1,9 +1,12 @@
 /* tests/test_dump.c - corio_rt_dump_tasks(): every live task listed with its
  * name, state and what it is parked on, with a trace, from a task and from
- * a plain thread, while the runtime runs; nothing is resumed. */
+ * a plain thread, while the runtime runs; nothing is resumed; a rename on
+ * another thread meanwhile is safe. */
 #include "testutil.h"
 
 #include <stdlib.h>
+
+#include <corio/executor.h>
 
 /* The dump of @rt as a string (free()), or NULL; *@n gets its return. */
 static char *dump_to_string(corio_rt *rt, int *n)
@@ -97,6 +100,67 @@ static void dump_lists_parked_tasks(void **state)
     on_worker_counts(dump_lists_parked_tasks_body, 1, 2);
 }
 
+/* A plain thread dumps while a task renames itself over and over: the dump
+ * copies each name under the task's lock, so it never reads a freed one
+ * (ASan and TSan builds catch it when it does). */
+#define RENAMES 3000
+
+struct rename_ctx {
+    struct checks ck;
+    corio_rt *rt;
+    atomic_bool done;
+    int dumps;
+};
+
+static void *renamer(void *arg)
+{
+    struct rename_ctx *c = arg;
+    char name[32];
+    for (int i = 0; i < RENAMES; i++) {
+        snprintf(name, sizeof name, "renamed-%d", i);
+        CHECK_EQ(&c->ck, corio_task_set_name(corio_current_task(), name), 0);
+        if (i % 16 == 0)
+            corio_yield();
+    }
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+static void *rename_dumper(void *arg)
+{
+    struct rename_ctx *c = arg;
+    do {
+        int n = -1;
+        char *d = dump_to_string(c->rt, &n);
+        CHECK(&c->ck, d != NULL && n >= 1);
+        free(d);
+        c->dumps++;
+    } while (!atomic_load(&c->done));
+    return NULL;
+}
+
+static void *rename_main(void *arg)
+{
+    struct rename_ctx *c = arg;
+    c->rt = corio_get_running_rt();
+    corio_task *t;
+    CHECK_EQ(&c->ck, corio_spawn(&t, renamer, c), 0);
+    void *v;
+    CHECK_EQ(&c->ck, corio_to_thread(rename_dumper, c, &v), 0);
+    CHECK_EQ(&c->ck, corio_await(t, NULL), 0);
+    CHECK_STR(&c->ck, corio_task_name(t), "renamed-2999");
+    corio_task_unref(t);
+    return NULL;
+}
+
+static void dump_while_task_renames(void **state)
+{
+    (void)state;
+    struct rename_ctx c = {0};
+    run_main_checked(2, rename_main, &c, &c.ck);
+    assert_true(c.dumps >= 1);
+}
+
 static void dump_bad_input(void **state)
 {
     (void)state;
@@ -117,6 +181,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(dump_lists_parked_tasks),
+        cmocka_unit_test(dump_while_task_renames),
         cmocka_unit_test(dump_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
