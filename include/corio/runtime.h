@@ -42,6 +42,8 @@ typedef struct corio_rt_options {
 /* corio_run - asyncio.run(): create a runtime, run @fn(@arg) as its main
  * task until it ends, then shut down: cancel the tasks still alive, wait for
  * them, report their unretrieved errors through the exception handler, close.
+ * Tasks spawned meanwhile (by a cancelled task's cleanup or done callback,
+ * say) are cancelled in turn, up to the last moment: no task outlives it.
  * Returns 0 and *@result (@result may be NULL) when the main task returned;
  * its error when it failed (its message goes to the exception handler, and
  * stderr by default); -ECANCELED when it was cancelled; -EINVAL (@fn NULL,
