@@ -186,6 +186,7 @@ struct corio__worker {
         m_remote, m_budget_yields, m_spawned, m_ended, m_io_submitted, m_io_completed,
         m_timers_fired;
     _Atomic uint64_t objects_created, objects_freed;
+    uint64_t remote_seen;   /* m_remote when last idle (sched.c spin_for_remote) */
 } __attribute__((aligned(64)));
 
 struct corio__registry_shard {
