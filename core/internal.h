@@ -186,7 +186,7 @@ struct corio__worker {
         m_remote, m_budget_yields, m_spawned, m_ended, m_io_submitted, m_io_completed,
         m_timers_fired;
     _Atomic uint64_t objects_created, objects_freed;
-    uint64_t remote_seen;   /* m_remote when last idle (sched.c spin_for_remote) */
+    uint64_t handed_in_seen;   /* rt->handed_in when last idle (sched.c spin_for_hand_in) */
 } __attribute__((aligned(64)));
 
 struct corio__registry_shard {
@@ -247,6 +247,7 @@ struct corio_rt {
     atomic_bool closing;                    /* main ended: no more from outside */
     _Atomic uint32_t ext_entering;          /* outside callers past the gate */
     _Atomic uint64_t ext_spawned;           /* tasks spawned off this rt's workers */
+    _Atomic uint64_t handed_in;             /* tasks and callbacks other threads queued */
     void (*shutdown_hook)(struct corio_rt *rt, void *arg);
     void *shutdown_hook_arg;
     _Atomic(void *) default_executor;       /* pool/: created lazily */

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "backend.h"
 #include "internal.h"
 
 #define GLOBAL_QUEUE_INTERVAL 61   /* Go and tokio check the global queue every 61 ticks */
@@ -91,6 +92,7 @@ static void schedule_on(struct corio_rt *rt, struct corio__snode *n, bool lifo, 
     struct corio__worker *w = corio__worker_current();
     if (!w || w->rt != rt) {
         corio__inject_push(&rt->inject, &n->q);
+        atomic_fetch_add_explicit(&rt->handed_in, 1, memory_order_relaxed);   /* spin_for_hand_in() */
         corio__idle_notify(rt);
         return;
     }
@@ -484,28 +486,47 @@ static bool work_queued(struct corio_rt *rt, bool all)
     return false;
 }
 
-/* A worker that ran work handed in from outside (m_remote moved since it
- * last looked: tasks and callbacks from plain threads, results of pool
- * threads) spins a little before it parks, yielding the CPU meanwhile: the
- * same threads' next hand-in then finds it awake, instead of paying a futex
- * wake-up and a reschedule, and while they block on our result they get the
- * CPU. W6 (4 threads each blocking on one coroutine at a time, 2 CPUs):
- * 190-200k submits/s without, 390-450k with 5-50 us (3 interleaved runs
- * each). A worker that serves only its own tasks and I/O never spins, so an
- * idle runtime, and W8/W9's server CPU, pay nothing. */
-#define REMOTE_SPIN_NS 20000
+/* A worker of a runtime that other threads hand work to
+ * (rt->handed_in moved since this worker last went idle: tasks and
+ * callbacks queued by plain threads, results of pool threads) spins a
+ * little before it parks, yielding the CPU meanwhile: the same threads'
+ * next hand-in then finds it awake, instead of paying a futex wake-up and a
+ * reschedule, and while they block on our result they get the CPU. W6 (4
+ * threads each blocking on one coroutine at a time, 2 CPUs): 190-200k
+ * submits/s without, 390-450k with 5-50 us (3 interleaved runs each); with
+ * only the searchers spinning (one of the two workers) 220-290k, so every
+ * idle worker may. A worker spins only with no I/O of its own in the kernel
+ * or queued for it (only its poll would send or collect it), and looks
+ * only where it can take work from (not other workers' LIFO slots, which
+ * are for their owners). Runtimes nobody hands work to from outside never
+ * spin: an idle runtime, W1's overflowing spawner and W8/W9's server pay
+ * nothing. */
+#define SPIN_FOR_HAND_IN_NS 20000
 
-static bool spin_for_remote(struct corio__worker *w)
+static bool work_for_spinner(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
-    uint64_t remote = atomic_load_explicit(&w->m_remote, memory_order_relaxed);
-    if (remote == w->remote_seen || atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+    if (corio__worker_has_queued(w) || !corio__inject_is_empty(&rt->inject))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (&rt->workers[i] != w && !corio__runq_is_empty(&rt->workers[i].runq))
+            return true;
+    return false;
+}
+
+static bool spin_for_hand_in(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    uint64_t in = atomic_load_explicit(&rt->handed_in, memory_order_relaxed);
+    if (in == w->handed_in_seen)
         return false;
-    w->remote_seen = remote;
-    uint64_t until = corio_time_ns() + REMOTE_SPIN_NS;
+    w->handed_in_seen = in;
+    if (atomic_load_explicit(&rt->stopping, memory_order_relaxed) || !w->io_ops->quiet(w))
+        return false;
+    uint64_t until = corio_time_ns() + SPIN_FOR_HAND_IN_NS;
     do {
         sched_yield();
-        if (corio__worker_has_queued(w) || work_queued(rt, false))
+        if (work_for_spinner(w))
             return true;
     } while (corio_time_ns() < until);
     return false;
@@ -585,7 +606,7 @@ void corio__worker_main(struct corio__worker *w)
         if (!n)
             n = search(w);
         if (!n) {
-            if (spin_for_remote(w))
+            if (spin_for_hand_in(w))
                 continue;
             if (worker_may_leave(rt)) {
                 /* A worker that parked while our last task was alive may
