@@ -24,10 +24,11 @@
  * with an error (shutdown) returns -ECANCELED: it was given nothing. So an item is never lost or
  * duplicated, and a failed put never leaves its item in the queue.
  *
- * Lifetime: ->waiting counts the tasks between pushing their node and
- * leaving corio__wq_wait() (which may still take the lock after being
- * woken, to settle a cancellation); close refuses (-EBUSY) while it is not
- * 0, so the caller may free the memory once close succeeded.
+ * Lifetime: each of the three wait queues counts the tasks between pushing
+ * their node and leaving corio__wq_wait() (which may still take the lock
+ * after being woken, to settle a cancellation); close refuses (-EBUSY)
+ * while one of them is not quiet, so the caller may free the memory once
+ * close succeeded.
  *
  * The buffer is a power-of-two ring of void * (FIFO takes at the head, LIFO
  * at the tail) or a binary min-heap of (priority, seq, item) for the
@@ -64,7 +65,6 @@ struct queue {
     uint64_t seq;
     uint64_t unfinished;          /* put and not task_done'd */
     struct corio__waitq getters, putters, joiners;
-    _Atomic uint32_t waiting;     /* tasks inside a wait on this queue */
 };
 
 _Static_assert(sizeof(struct queue) <= sizeof(corio_queue), "corio_queue is too small");
@@ -243,13 +243,8 @@ static void pop_all(struct corio__waitq *wq, struct corio__wq_batch *b, int rc)
  * the call's result (the protocol in the essay above). */
 static int wait_on(struct queue *q, struct corio__waitq *wq, struct qwait *w)
 {
-    atomic_fetch_add_explicit(&q->waiting, 1, memory_order_relaxed);   /* under the lock */
     int rc = corio__wq_wait(wq, &q->lock, &w->node);
-    /* The queue counts its waiting calls over its three queues itself
-     * (->waiting); the waitq's own count is kept balanced. */
-    corio__wq_leave(wq);
-    /* The last touch of @q. Pairs with the acquire load in corio_queue_close(). */
-    atomic_fetch_sub_explicit(&q->waiting, 1, memory_order_release);
+    corio__wq_leave(wq);   /* the last touch of @q (corio_queue_close) */
     if (rc == 0)
         return w->rc;
     if (rc == CORIO__WQ_WOKEN_CANCELLED && w->rc == 0) {
@@ -424,7 +419,6 @@ int corio_queue_init(corio_queue *cq, int kind, int64_t maxsize)
     corio__wq_init(&q->getters);
     corio__wq_init(&q->putters);
     corio__wq_init(&q->joiners);
-    atomic_init(&q->waiting, 0);
     atomic_init(&q->magic, QUEUE_MAGIC);
     return 0;
 }
@@ -434,8 +428,8 @@ int corio_queue_close(corio_queue *cq)
     struct queue *q = lock_open(cq);
     if (!q)
         return -EINVAL;
-    /* Pairs with the release decrement in wait_on(). */
-    if (atomic_load_explicit(&q->waiting, memory_order_acquire)) {
+    if (!corio__wq_quiet(&q->getters) || !corio__wq_quiet(&q->putters) ||
+        !corio__wq_quiet(&q->joiners)) {
         corio__spin_unlock(&q->lock);
         return -EBUSY;
     }
