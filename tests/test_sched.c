@@ -402,6 +402,71 @@ static void sched_idle_workers_use_no_cpu(void **state)
     assert_true(used < 0.15);
 }
 
+/* Workers that ran work handed in by a plain thread spin a little before
+ * they park (core/sched.c spin_for_hand_in): bounded, so a runtime left
+ * idle after a burst of run_coroutine_threadsafe() still uses no CPU. */
+#define HAND_INS 2000
+
+struct idle_after {
+    corio_rt *rt;
+    corio_future *f;
+    pthread_t th;
+    int bad;
+    double idle_cpu;
+};
+
+static void *plus_one(void *arg)
+{
+    return (void *)((uintptr_t)arg + 1);
+}
+
+static void *hand_in_then_idle(void *arg)
+{
+    struct idle_after *c = arg;
+    for (uintptr_t x = 0; x < HAND_INS; x++) {
+        corio_cfuture *cf;
+        void *v = NULL;
+        if (corio_run_coroutine_threadsafe(c->rt, plus_one, (void *)x, &cf) < 0) {
+            c->bad++;
+            continue;
+        }
+        if (corio_cfuture_result(cf, CORIO_WAIT_FOREVER, &v) < 0 || v != (void *)(x + 1))
+            c->bad++;
+        corio_cfuture_unref(cf);
+    }
+    double before = cpu_seconds();
+    usleep(400000);
+    c->idle_cpu = cpu_seconds() - before;
+    corio_future_set_result(c->f, (void *)7);
+    return NULL;
+}
+
+static void *idle_after_main(void *arg)
+{
+    struct idle_after *c = arg;
+    c->rt = corio_get_running_rt();
+    corio_future_create(&c->f);
+    pthread_create(&c->th, NULL, hand_in_then_idle, c);
+    void *v = NULL;
+    int rc = corio_await(c->f, &v);
+    pthread_join(c->th, NULL);
+    corio_future_unref(c->f);
+    return rc == 0 ? v : NULL;
+}
+
+static void sched_idle_after_hand_ins_uses_no_cpu(void **state)
+{
+    (void)state;
+    struct idle_after c = {0};
+    corio_rt_options o = workers(2);
+    void *v = NULL;
+    assert_int_equal(corio_run(idle_after_main, &c, &o, &v), 0);
+    assert_ptr_equal(v, (void *)7);
+    assert_int_equal(c.bad, 0);
+    /* 0.4 s idle on two workers after the burst: spinning ones burn ~0.8 s. */
+    assert_true(c.idle_cpu < 0.15);
+}
+
 /* ---- a tree of tasks on many workers ---- */
 
 static void *tree(void *arg)
@@ -604,6 +669,7 @@ int main(void)
         cmocka_unit_test(sched_one_worker_runs_in_ready_order),
         cmocka_unit_test(sched_budget_forces_a_yield),
         cmocka_unit_test(sched_idle_workers_use_no_cpu),
+        cmocka_unit_test(sched_idle_after_hand_ins_uses_no_cpu),
         cmocka_unit_test(sched_task_tree_on_many_workers),
         cmocka_unit_test(sched_monitor_rescues_lifo_behind_long_step),
         cmocka_unit_test(sched_mass_wakeup_runs_every_task),
