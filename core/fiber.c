@@ -38,21 +38,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CORIO_FIBER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CORIO_FIBER_ASAN 1
-#endif
-#endif
-
-#if defined(__SANITIZE_THREAD__)
-#define CORIO_FIBER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CORIO_FIBER_TSAN 1
-#endif
-#endif
+/* CORIO_FIBER_ASAN / CORIO_FIBER_TSAN: fiber.h. */
 
 #ifdef CORIO_FIBER_ASAN
 #include <sanitizer/asan_interface.h>
@@ -82,13 +68,12 @@ static void start_trampoline(void *value, void *top)
 
 void corio__fiber_init_thread(struct corio__fiber *f)
 {
+    memset(f, 0, sizeof *f);
+#ifdef CORIO_FIBER_ASAN
+    /* ASan needs the bounds to switch back to this context. */
     pthread_attr_t attr;
     void *lo = NULL;
     size_t size = 0;
-
-    memset(f, 0, sizeof *f);
-    /* Bounds matter to ASan (switching back to this context); elsewhere they
-     * are informational, so a failure here is not fatal. */
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         if (pthread_attr_getstack(&attr, &lo, &size) != 0) {
             lo = NULL;
@@ -98,6 +83,7 @@ void corio__fiber_init_thread(struct corio__fiber *f)
     }
     f->stack_lo = lo;
     f->stack_size = size;
+#endif
 #ifdef CORIO_FIBER_TSAN
     f->tsan = __tsan_get_current_fiber();
 #endif
@@ -109,9 +95,9 @@ void corio__fiber_init(struct corio__fiber *f, void *stack_lo, size_t size,
     char *top = (char *)stack_lo + size;
 
     memset(f, 0, sizeof *f);
+#ifdef CORIO_FIBER_ASAN
     f->stack_lo = stack_lo;
     f->stack_size = size;
-#ifdef CORIO_FIBER_ASAN
     __asan_unpoison_memory_region(stack_lo, size);
     top = (char *)((uintptr_t)top & ~(uintptr_t)15) - ENTRY_SLOT;
     memcpy(top, &entry, sizeof entry);
@@ -166,7 +152,9 @@ void corio__fiber_destroy(struct corio__fiber *f)
 #ifdef CORIO_FIBER_TSAN
     if (f->owns_tsan && f->tsan)
         __tsan_destroy_fiber(f->tsan);
-#endif
     f->tsan = NULL;
     f->owns_tsan = 0;
+#else
+    (void)f;
+#endif
 }

@@ -23,13 +23,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CORIO_FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORIO_FIBER_ASAN 1
+#endif
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define CORIO_FIBER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORIO_FIBER_TSAN 1
+#endif
+#endif
+
+/* A release build keeps only the stack pointer: the rest is what the
+ * sanitizers' fiber annotations need, and every task carries one of these
+ * (W1 and W7 pay for each byte of a task: 1M tasks are 1M page-sized
+ * pieces of memory touched). */
 struct corio__fiber {
     void *sp;             /* saved stack pointer while switched out */
+#ifdef CORIO_FIBER_ASAN
     void *stack_lo;       /* lowest usable byte (just above any guard) */
     size_t stack_size;    /* usable bytes from stack_lo up */
-    void *tsan;           /* TSan fiber handle (NULL outside TSan builds) */
     void *asan_fake;      /* ASan fake-stack save slot */
+#endif
+#ifdef CORIO_FIBER_TSAN
+    void *tsan;           /* TSan fiber handle */
     int owns_tsan;        /* 1 when corio__fiber_destroy() must free ->tsan */
+#endif
 };
 
 typedef void (*corio__fiber_entry)(void *value);

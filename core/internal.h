@@ -130,7 +130,6 @@ struct corio_task {
     unsigned budget;                  /* operations since the last suspension */
     uint32_t wakes_seen;              /* ->wakes when its step began (its worker's) */
     struct corio__worker *migrate_to; /* SW_MIGRATE: the worker to continue on */
-    uint64_t step_start_ns;           /* debug mode */
     struct corio__waiter self_waiter; /* used by corio_future_await() */
     _Atomic(const char *) awaiting;   /* what it is parked on (corio_rt_dump_tasks) */
     /* contextvars (core/context.c): an immutable shared map, NULL = empty;
@@ -187,6 +186,7 @@ struct corio__worker {
         m_timers_fired;
     _Atomic uint64_t objects_created, objects_freed;
     uint64_t handed_in_seen;   /* rt->handed_in when last idle (sched.c spin_for_hand_in) */
+    uint64_t step_start_ns;    /* debug mode: when the running task's step began (loop.c) */
 } __attribute__((aligned(64)));
 
 struct corio__registry_shard {

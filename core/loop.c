@@ -112,16 +112,16 @@ bool corio_rt_get_debug(const corio_rt *rt)
 /* Called around a step only in debug mode (core/sched.c run_task). */
 void corio__debug_step_begin(struct corio__worker *w, struct corio_task *t)
 {
-    (void)w;
-    t->step_start_ns = corio_time_ns();
+    (void)t;
+    w->step_start_ns = corio_time_ns();
 }
 
 void corio__debug_step_end(struct corio__worker *w, struct corio_task *t)
 {
-    if (!t->step_start_ns)
+    if (!w->step_start_ns)
         return;
-    uint64_t took = corio_time_ns() - t->step_start_ns;
-    t->step_start_ns = 0;
+    uint64_t took = corio_time_ns() - w->step_start_ns;
+    w->step_start_ns = 0;
     char name[CORIO__NAME_MAX];
     if (took >= w->rt->slow_ns)
         fprintf(stderr, "corio: Executing <Task name='%s' id=%llu> took %.3f seconds\n",

@@ -73,7 +73,6 @@ static void task_init(struct corio_task *t, struct corio_rt *rt, corio_fn fn, vo
     t->name = name;
     t->id = id;
     t->budget = 0;
-    t->step_start_ns = 0;
     atomic_init(&t->awaiting, NULL);
     t->ctx = NULL;
 }
