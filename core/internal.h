@@ -121,8 +121,9 @@ struct corio_task {
     char *cancel_msg;                 /* under fut.lock */
     struct corio__fiber fiber;
     struct corio__stack stack;        /* lo == NULL until the first run */
-    size_t stack_size;                /* 0: default */
-    size_t stack_reserved;            /* bytes counted in the rt budget */
+    /* 32 bits: a stack is at most CORIO_STACK_MAX_SIZE (1 GiB) */
+    uint32_t stack_size;              /* 0: default */
+    uint32_t stack_reserved;          /* bytes counted in the rt budget */
     corio_fn fn;
     void *arg;
     char *name;

@@ -66,8 +66,9 @@ static void task_init(struct corio_task *t, struct corio_rt *rt, corio_fn fn, vo
     atomic_init(&t->cancel_requests, 0);
     t->cancel_msg = NULL;
     t->stack.lo = NULL;
-    t->stack_size = stack_size;
-    t->stack_reserved = reserve;
+    _Static_assert(CORIO_STACK_MAX_SIZE + 2 * 65536ull <= UINT32_MAX, "stack sizes fit 32 bits");
+    t->stack_size = (uint32_t)stack_size;
+    t->stack_reserved = (uint32_t)reserve;
     t->fn = fn;
     t->arg = arg;
     t->name = name;
