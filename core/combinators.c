@@ -198,7 +198,7 @@ int corio_gather(corio_future *const *fs, size_t n, unsigned flags, void **resul
             cancel_pending(&m, t);
             continue;
         }
-        corio__task_park(t, "gather");
+        corio__task_park(t, PARK_GATHER);
     }
     multi_unregister(&m);
     gather_collect(&m, results, errors);
@@ -334,7 +334,7 @@ static int wait_common(corio_future *const *fs, size_t n, int return_when, int64
             rc = -ECANCELED;
             break;
         }
-        corio__task_park(t, "wait");
+        corio__task_park(t, PARK_WAIT);
     }
     if (timed)
         wait_timer_disarm(&wt);
@@ -407,7 +407,7 @@ int corio_as_completed_next(corio_as_completed *it, corio_future **f)
         multi_set_waiter(&it->m, t);
         /* A completion noted before the waiter was set woke nobody. */
         if (!atomic_load_explicit(&it->m.order[it->head], memory_order_acquire))
-            corio__task_park(t, "as_completed");
+            corio__task_park(t, PARK_AS_COMPLETED);
         multi_set_waiter(&it->m, NULL);
     }
     return rc;

@@ -78,10 +78,27 @@ static const char *state_name(uint32_t s)
     }
 }
 
+static const char *park_name(uint8_t on)
+{
+    switch (on) {
+    case PARK_SYNC: return "lock, event, condition, semaphore, barrier or queue";
+    case PARK_SLEEP: return "sleep";
+    case PARK_GATHER: return "gather";
+    case PARK_WAIT: return "wait";
+    case PARK_AS_COMPLETED: return "as_completed";
+    case PARK_FUTURE: return "future";
+    case PARK_TASK_GROUP: return "task group";
+    case PARK_IO: return "I/O";
+    case PARK_IO_MULTISHOT: return "I/O (multishot)";
+    case PARK_IO_MULTISHOT_END: return "I/O (multishot end)";
+    default: return NULL;
+    }
+}
+
 static void dump_one(struct corio_task *t, FILE *out)
 {
     uint32_t s = atomic_load_explicit(&t->sched, memory_order_acquire);
-    const char *what = atomic_load_explicit(&t->awaiting, memory_order_relaxed);
+    const char *what = park_name(atomic_load_explicit(&t->awaiting, memory_order_relaxed));
     char name[CORIO__NAME_MAX];
     fprintf(out, "task %llu '%s': %s", (unsigned long long)t->id,
             corio__task_name_copy(t, name, sizeof name), state_name(s));

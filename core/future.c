@@ -327,7 +327,7 @@ int corio_future_await(corio_future *f, void **value)
         if (corio_future_done(f))
             return corio__future_outcome(f, value);
         if (corio__future_add_waiter(f, &t->self_waiter, wake_awaiter)) {
-            corio__task_park(t, "future");
+            corio__task_park(t, PARK_FUTURE);
             corio__future_remove_waiter(f, &t->self_waiter);
         }
     }

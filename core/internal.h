@@ -117,6 +117,7 @@ struct corio_task {
     _Atomic uint32_t sched;           /* enum corio__sched */
     _Atomic uint32_t wakes;           /* wake-ups that saw it queued (core/sched.c) */
     atomic_bool must_cancel;          /* a cancel request not yet delivered */
+    _Atomic uint8_t awaiting;         /* enum corio__park_on while parked (the task dump) */
     _Atomic int cancel_requests;      /* cancelling() */
     char *cancel_msg;                 /* under fut.lock */
     struct corio__fiber fiber;
@@ -130,9 +131,7 @@ struct corio_task {
     uint64_t id;
     unsigned budget;                  /* operations since the last suspension */
     uint32_t wakes_seen;              /* ->wakes when its step began (its worker's) */
-    struct corio__worker *migrate_to; /* SW_MIGRATE: the worker to continue on */
     struct corio__waiter self_waiter; /* used by corio_future_await() */
-    _Atomic(const char *) awaiting;   /* what it is parked on (corio_rt_dump_tasks) */
     /* contextvars (core/context.c): an immutable shared map, NULL = empty;
      * read and replaced only by the task itself (and copied at its spawns) */
     struct corio__context *ctx;
@@ -438,13 +437,20 @@ static inline bool corio__worker_has_queued(struct corio__worker *w)
            atomic_load_explicit(&w->woken_n, memory_order_relaxed);
 }
 
-/* Park the current task @t on @what (a static string for the task dump:
- * "future", "sleep", "I/O" ...) until a waker makes it runnable. */
-static inline void corio__task_park(struct corio_task *t, const char *what)
+/* What a parked task waits on, for the task dump (core/dump.c names them):
+ * a byte in the task rather than a string pointer (W1 and W7 pay for each
+ * byte of a task). */
+enum corio__park_on {
+    PARK_NONE, PARK_SYNC, PARK_SLEEP, PARK_GATHER, PARK_WAIT, PARK_AS_COMPLETED,
+    PARK_FUTURE, PARK_TASK_GROUP, PARK_IO, PARK_IO_MULTISHOT, PARK_IO_MULTISHOT_END,
+};
+
+/* Park the current task @t on @what until a waker makes it runnable. */
+static inline void corio__task_park(struct corio_task *t, enum corio__park_on what)
 {
-    atomic_store_explicit(&t->awaiting, what, memory_order_relaxed);
+    atomic_store_explicit(&t->awaiting, (uint8_t)what, memory_order_relaxed);
     corio__task_switch_out(t, SW_PARK);
-    atomic_store_explicit(&t->awaiting, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->awaiting, PARK_NONE, memory_order_relaxed);
 }
 
 static inline struct corio_task *corio__task_of(struct corio_future *f)

@@ -241,9 +241,8 @@ static struct corio__snode *snode_of(struct corio__qnode *q)
 
 /* The task's context is saved: hand it to the worker it asked for. It is
  * SCHEDULED from here, so a concurrent waker leaves it alone. */
-static void migrate_push(struct corio_task *t)
+static void migrate_push(struct corio_task *t, struct corio__worker *to)
 {
-    struct corio__worker *to = t->migrate_to;
     atomic_store_explicit(&t->sched, TS_SCHEDULED, memory_order_relaxed);
     struct corio__qnode *head = atomic_load_explicit(&to->inbox, memory_order_relaxed);
     do
@@ -254,13 +253,18 @@ static void migrate_push(struct corio_task *t)
     corio__worker_unpark(to);
 }
 
+/* The switch value of SW_MIGRATE carries the target worker: workers are
+ * 64-byte aligned (runtime.c), so the reason fits in the low bits and the
+ * task needs no field for it. */
+#define SW_REASON_MASK ((uintptr_t)63)
+_Static_assert(_Alignof(struct corio__worker) >= 64, "SW_MIGRATE packs a worker pointer");
+
 void corio__task_migrate(struct corio_task *t, struct corio__worker *to)
 {
     if (corio__worker_current() == to)
         return;
-    t->migrate_to = to;
     struct corio__worker *w = corio__worker_current();
-    corio__fiber_switch(&t->fiber, &w->sched_fiber, (void *)(uintptr_t)SW_MIGRATE);
+    corio__fiber_switch(&t->fiber, &w->sched_fiber, (void *)((uintptr_t)to | SW_MIGRATE));
 }
 
 /* The next task that moved here. Migrated tasks must run on this worker
@@ -299,8 +303,8 @@ static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_
         task_retire(w, t);
         return;
     }
-    if (why == SW_MIGRATE) {
-        migrate_push(t);
+    if ((why & SW_REASON_MASK) == SW_MIGRATE) {
+        migrate_push(t, (struct corio__worker *)(why & ~SW_REASON_MASK));
         return;
     }
     if (why == SW_PARK) {

@@ -74,7 +74,7 @@ static void task_init(struct corio_task *t, struct corio_rt *rt, corio_fn fn, vo
     t->name = name;
     t->id = id;
     t->budget = 0;
-    atomic_init(&t->awaiting, NULL);
+    atomic_init(&t->awaiting, PARK_NONE);
     t->ctx = NULL;
 }
 

@@ -273,7 +273,7 @@ static void wait_children(struct tgroup *g, struct corio_task *t, bool *propagat
         if (poll)
             corio__task_switch_out(t, SW_YIELD);
         else
-            corio__task_park(t, "task group");
+            corio__task_park(t, PARK_TASK_GROUP);
     }
 }
 

@@ -119,7 +119,7 @@ int corio_sleep_until(uint64_t when_ns)
             atomic_store_explicit(&t->must_cancel, true, memory_order_release);
             continue;
         }
-        corio__task_park(t, "sleep");
+        corio__task_park(t, PARK_SLEEP);
     }
     return 0;
 }

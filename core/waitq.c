@@ -120,7 +120,7 @@ int corio__wq_wait(struct corio__waitq *q, struct corio__spin *lk, struct corio_
         }
         /* A wake that arrives before the switch completes sets NOTIFIED and
          * this returns at once; the loop re-reads the state. */
-        corio__task_park(t, "lock, event, condition, semaphore, barrier or queue");
+        corio__task_park(t, PARK_SYNC);
     }
 }
 

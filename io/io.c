@@ -138,7 +138,7 @@ int corio__io_await(struct corio__io_op *op)
             }
             continue;
         }
-        corio__task_park(t, "I/O");
+        corio__task_park(t, PARK_IO);
     }
     if (cancelled) {
         if (op->res == -ECANCELED)

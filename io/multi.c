@@ -130,7 +130,7 @@ static void wait_end(struct corio__io_multi *m, struct corio_task *t)
         m->waiting = live;
         corio__spin_unlock(&m->lock);
         if (live)
-            corio__task_park(t, "I/O (multishot end)");
+            corio__task_park(t, PARK_IO_MULTISHOT_END);
     }
     m->armed = false;
 }
@@ -196,7 +196,7 @@ int corio__io_multi_next(struct corio__io_multi *m)
         m->waiting = park;
         corio__spin_unlock(&m->lock);
         if (park) {
-            corio__task_park(t, "I/O (multishot)");
+            corio__task_park(t, PARK_IO_MULTISHOT);
             continue;
         }
         if (m->armed)

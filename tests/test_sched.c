@@ -612,7 +612,7 @@ static void *stale_view_task(void *arg)
     atomic_store(&t->sched, TS_SCHEDULED);
     corio__task_wake(t);
     atomic_store(&t->sched, TS_RUNNING);
-    corio__task_park(t, "test");
+    corio__task_park(t, PARK_FUTURE);
     atomic_store(resumed, 1);
     return NULL;
 }
@@ -626,7 +626,7 @@ static void *overwritten_notify_task(void *arg)
     corio_task *t = corio_current_task();
     corio__task_wake(t);
     atomic_store(&t->sched, TS_RUNNING);
-    corio__task_park(t, "test");
+    corio__task_park(t, PARK_FUTURE);
     atomic_store(resumed, 1);
     return NULL;
 }
