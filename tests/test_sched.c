@@ -355,18 +355,17 @@ static void sched_budget_forces_a_yield(void **state)
 
 /* ---- an idle runtime sleeps ---- */
 
+/* The main task awaits a future that a plain thread (@fn) completes after
+ * 0.4 s of the runtime sitting idle; idle_cpu is the process CPU time over
+ * those 0.4 s. */
 struct idle {
+    void *(*fn)(void *);
+    corio_rt *rt;
     corio_future *f;
     pthread_t th;
+    int bad;
+    double idle_cpu;
 };
-
-static void *complete_later(void *arg)
-{
-    struct idle *i = arg;
-    usleep(400000);
-    corio_future_set_result(i->f, (void *)7);
-    return NULL;
-}
 
 static double cpu_seconds(void)
 {
@@ -376,30 +375,23 @@ static double cpu_seconds(void)
            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-static void *idle_main(void *arg)
+static void idle_then_complete(struct idle *i)
 {
-    struct idle *i = arg;
-    corio_future_create(&i->f);
-    pthread_create(&i->th, NULL, complete_later, i);
-    void *v = NULL;
-    int rc = corio_await(i->f, &v);
-    pthread_join(i->th, NULL);
-    corio_future_unref(i->f);
-    return rc == 0 ? v : NULL;
+    double before = cpu_seconds();
+    usleep(400000);
+    i->idle_cpu = cpu_seconds() - before;
+    corio_future_set_result(i->f, (void *)7);
 }
 
-static void sched_idle_workers_use_no_cpu(void **state)
+static void *complete_later(void *arg)
 {
-    (void)state;
-    struct idle i = {0};
-    corio_rt_options o = workers(2);
-    double before = cpu_seconds();
-    void *v = NULL;
-    assert_int_equal(corio_run(idle_main, &i, &o, &v), 0);
-    double used = cpu_seconds() - before;
-    assert_ptr_equal(v, (void *)7);
-    /* 0.4 s of waiting on two workers: a spinning worker would burn ~0.8 s. */
-    assert_true(used < 0.15);
+    idle_then_complete(arg);
+    return NULL;
+}
+
+static void *plus_one(void *arg)
+{
+    return (void *)((uintptr_t)arg + 1);
 }
 
 /* Workers that ran work handed in by a plain thread spin a little before
@@ -407,64 +399,63 @@ static void sched_idle_workers_use_no_cpu(void **state)
  * idle after a burst of run_coroutine_threadsafe() still uses no CPU. */
 #define HAND_INS 2000
 
-struct idle_after {
-    corio_rt *rt;
-    corio_future *f;
-    pthread_t th;
-    int bad;
-    double idle_cpu;
-};
-
-static void *plus_one(void *arg)
+static void *hand_in_then_complete_later(void *arg)
 {
-    return (void *)((uintptr_t)arg + 1);
-}
-
-static void *hand_in_then_idle(void *arg)
-{
-    struct idle_after *c = arg;
+    struct idle *i = arg;
     for (uintptr_t x = 0; x < HAND_INS; x++) {
         corio_cfuture *cf;
         void *v = NULL;
-        if (corio_run_coroutine_threadsafe(c->rt, plus_one, (void *)x, &cf) < 0) {
-            c->bad++;
+        if (corio_run_coroutine_threadsafe(i->rt, plus_one, (void *)x, &cf) < 0) {
+            i->bad++;
             continue;
         }
         if (corio_cfuture_result(cf, CORIO_WAIT_FOREVER, &v) < 0 || v != (void *)(x + 1))
-            c->bad++;
+            i->bad++;
         corio_cfuture_unref(cf);
     }
-    double before = cpu_seconds();
-    usleep(400000);
-    c->idle_cpu = cpu_seconds() - before;
-    corio_future_set_result(c->f, (void *)7);
+    idle_then_complete(i);
     return NULL;
 }
 
-static void *idle_after_main(void *arg)
+static void *idle_main(void *arg)
 {
-    struct idle_after *c = arg;
-    c->rt = corio_get_running_rt();
-    corio_future_create(&c->f);
-    pthread_create(&c->th, NULL, hand_in_then_idle, c);
+    struct idle *i = arg;
+    i->rt = corio_get_running_rt();
+    corio_future_create(&i->f);
+    pthread_create(&i->th, NULL, i->fn, i);
     void *v = NULL;
-    int rc = corio_await(c->f, &v);
-    pthread_join(c->th, NULL);
-    corio_future_unref(c->f);
+    int rc = corio_await(i->f, &v);
+    pthread_join(i->th, NULL);
+    corio_future_unref(i->f);
     return rc == 0 ? v : NULL;
+}
+
+/* Returns the CPU time of the whole run. */
+static double idle_run(void *(*fn)(void *))
+{
+    struct idle i = {.fn = fn};
+    corio_rt_options o = workers(2);
+    void *v = NULL;
+    double before = cpu_seconds();
+    assert_int_equal(corio_run(idle_main, &i, &o, &v), 0);
+    double used = cpu_seconds() - before;
+    assert_ptr_equal(v, (void *)7);
+    assert_int_equal(i.bad, 0);
+    /* 0.4 s of waiting on two workers: a spinning worker would burn ~0.8 s. */
+    assert_true(i.idle_cpu < 0.15);
+    return used;
+}
+
+static void sched_idle_workers_use_no_cpu(void **state)
+{
+    (void)state;
+    assert_true(idle_run(complete_later) < 0.15);   /* start and shutdown included */
 }
 
 static void sched_idle_after_hand_ins_uses_no_cpu(void **state)
 {
     (void)state;
-    struct idle_after c = {0};
-    corio_rt_options o = workers(2);
-    void *v = NULL;
-    assert_int_equal(corio_run(idle_after_main, &c, &o, &v), 0);
-    assert_ptr_equal(v, (void *)7);
-    assert_int_equal(c.bad, 0);
-    /* 0.4 s idle on two workers after the burst: spinning ones burn ~0.8 s. */
-    assert_true(c.idle_cpu < 0.15);
+    idle_run(hand_in_then_complete_later);
 }
 
 /* ---- a tree of tasks on many workers ---- */
