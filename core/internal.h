@@ -177,9 +177,6 @@ struct corio__worker {
     /* tasks moved here by corio__task_migrate() (a Treiber stack, any thread pushes) */
     _Atomic(struct corio__qnode *) inbox;
     _Atomic(struct corio__qnode *) pinned;   /* taken from the inbox; owner-only list */
-    /* woken tasks waiting for room in the local queue (core/sched.c push_woken) */
-    struct corio__qnode *woken_head, *woken_tail;   /* owner only */
-    _Atomic uint64_t woken_n;                       /* read by others: queued work */
     /* metrics: written by the owner, read racily */
     _Atomic uint64_t m_polls, m_steals, m_stolen, m_overflows, m_parks,
         m_remote, m_budget_yields, m_spawned, m_ended, m_io_submitted, m_io_completed,
@@ -211,6 +208,10 @@ struct corio_rt {
     unsigned nworkers;
     struct corio__worker *workers;
     struct corio__inject inject;
+    /* Tasks woken on a worker whose local queue was full (multi-worker only,
+     * core/sched.c push_woken): taken before `inject`, which may hold a long
+     * backlog of tasks that never ran. */
+    struct corio__inject woken;
     struct corio__idle idle;
     struct corio__stack_arena arena;
     struct corio__registry_shard *shards;   /* nworkers + 1 (external) */
@@ -428,13 +429,18 @@ static inline bool corio__worker_has_stealable(struct corio__worker *w)
 }
 
 /* Runnable work of any kind waits for @w: also what only @w may run (tasks
- * that migrated to it, woken tasks waiting for room). Any thread; a snapshot. */
+ * that migrated to it). Any thread; a snapshot. */
 static inline bool corio__worker_has_queued(struct corio__worker *w)
 {
     return corio__worker_has_stealable(w) ||
            atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
-           atomic_load_explicit(&w->pinned, memory_order_relaxed) ||
-           atomic_load_explicit(&w->woken_n, memory_order_relaxed);
+           atomic_load_explicit(&w->pinned, memory_order_relaxed);
+}
+
+/* Something waits in one of the global queues (any thread; a snapshot). */
+static inline bool corio__global_queued(struct corio_rt *rt)
+{
+    return !corio__inject_is_empty(&rt->woken) || !corio__inject_is_empty(&rt->inject);
 }
 
 /* What a parked task waits on, for the task dump (core/dump.c names them):

@@ -122,6 +122,8 @@ int corio_rt_create(corio_rt **out, const corio_rt_options *opts)
         goto fail_inject;
     if ((rc = corio__inject_init(&rt->inject)) < 0)
         goto fail_inject;
+    if ((rc = corio__inject_init(&rt->woken)) < 0)
+        goto fail_woken;
     if ((rc = corio__idle_init(&rt->idle, rt->nworkers)) < 0)
         goto fail_idle;
     if ((rc = workers_init(rt)) < 0)
@@ -135,6 +137,8 @@ fail_registry:
 fail_workers:
     corio__idle_fini(&rt->idle);
 fail_idle:
+    corio__inject_fini(&rt->woken);
+fail_woken:
     corio__inject_fini(&rt->inject);
 fail_inject:
     corio__stack_arena_fini(&rt->arena);
@@ -372,6 +376,8 @@ static void drop_queued(struct corio_rt *rt)
         while ((q = corio__runq_pop_owner(&rt->workers[i].runq)))
             drop_node(corio__container_of(q, struct corio__snode, q));
     }
+    while ((q = corio__inject_pop(&rt->woken)))
+        drop_node(corio__container_of(q, struct corio__snode, q));
     while ((q = corio__inject_pop(&rt->inject)))
         drop_node(corio__container_of(q, struct corio__snode, q));
 }
@@ -391,6 +397,7 @@ int corio_rt_destroy(corio_rt *rt)
     corio__stack_arena_fini(&rt->arena);
     corio__registry_fini(rt);
     corio__idle_fini(&rt->idle);
+    corio__inject_fini(&rt->woken);
     corio__inject_fini(&rt->inject);
     /* From here on, objects freed by other threads count down zombie_objects
      * instead of the per-worker counters; the sum below includes them, so

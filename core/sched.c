@@ -2,8 +2,9 @@
  * step runs, and what happens when it switches out.
  *
  * Order of taking work (DESIGN.md): LIFO slot (at most 3 in a row), local
- * queue, every 61st tick the global queue first, then the global queue (a
- * batch), then steal half of another worker's queue, then park.
+ * queue, every 61st tick the global queues first, then the global queues (a
+ * batch: the woken queue before the global queue, see push_woken), then
+ * steal half of another worker's queue, then park.
  *
  * One worker = asyncio's order: no LIFO slot, no global-first tick, and the
  * invariant "everything in the local queue is older than everything in the
@@ -52,39 +53,23 @@ static void push_local(struct corio__worker *w, struct corio__snode *n)
         corio__stat_add(w->m_overflows, 1);
 }
 
-/* A woken task that finds the local queue full waits in the worker's
- * private `woken` list instead of overflowing to the global queue, which
- * may hold a long backlog of tasks that never ran (perf W4: 100k spawned
- * sleepers; their wake-ups went behind the backlog and ran ~100 ms late).
- * The list refills the local queue as it drains (refill_woken), so the
- * tasks become stealable again in the order they woke. Multi-worker only:
- * one worker keeps asyncio's strict order through push_local(). */
+/* A task that ran before (woken, yielding, or bumped from the LIFO slot)
+ * and finds the local queue full goes to the global woken queue. Not to
+ * the global queue, as an overflow would take it and the oldest half of the
+ * local queue: that one may hold a long backlog of tasks that never ran
+ * (perf W4: 100k spawned sleepers; their wake-ups went behind the backlog
+ * and ran ~100 ms late). Nor to a list private to this worker (W4 again:
+ * the worker that started most sleepers fires most timers, and 12k woken
+ * tasks waited in its list while the other worker had nothing to steal).
+ * Any worker takes from the woken queue before the global one.
+ * Multi-worker only: one worker keeps asyncio's strict order through
+ * push_local(). */
 static void push_woken(struct corio__worker *w, struct corio__snode *n)
 {
-    if (corio__runq_free_owner(&w->runq) > 0) {
+    if (corio__runq_free_owner(&w->runq) > 0)
         push_local(w, n);
-        return;
-    }
-    n->q.next = NULL;
-    if (w->woken_tail)
-        w->woken_tail->next = &n->q;
     else
-        w->woken_head = &n->q;
-    w->woken_tail = &n->q;
-    corio__stat_add(w->woken_n, 1);
-}
-
-static void refill_woken(struct corio__worker *w)
-{
-    unsigned room = corio__runq_free_owner(&w->runq);
-    while (room-- && w->woken_head) {
-        struct corio__qnode *q = w->woken_head;
-        w->woken_head = q->next;
-        if (!w->woken_head)
-            w->woken_tail = NULL;
-        corio__stat_add(w->woken_n, -1);
-        corio__runq_push_owner(&w->runq, q, &w->rt->inject);
-    }
+        corio__inject_push(&w->rt->woken, &n->q);
 }
 
 static void schedule_on(struct corio_rt *rt, struct corio__snode *n, bool lifo, bool woken)
@@ -324,9 +309,12 @@ static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_
         /* Woken while it was still switching out: run it again later. */
     }
     atomic_store_explicit(&t->sched, TS_SCHEDULED, memory_order_relaxed);
-    push_local(w, &t->node);
-    if (!single(w->rt))
-        corio__idle_notify(w->rt);
+    if (single(w->rt)) {
+        push_local(w, &t->node);
+        return;
+    }
+    push_woken(w, &t->node);
+    corio__idle_notify(w->rt);
 }
 
 static void run_task(struct corio__worker *w, struct corio_task *t)
@@ -361,11 +349,11 @@ static void run_node(struct corio__worker *w, struct corio__snode *n)
         run_task(w, corio__container_of(n, struct corio_task, node));
 }
 
-/* Take a batch from the global queue: run the first, queue the rest. */
-static struct corio__snode *take_global(struct corio__worker *w)
+/* Take a batch from global queue @q: run the first, queue the rest. */
+static struct corio__snode *take_batch(struct corio__worker *w, struct corio__inject *q)
 {
     struct corio_rt *rt = w->rt;
-    size_t len = corio__inject_len(&rt->inject);
+    size_t len = corio__inject_len(q);
     if (len == 0)
         return NULL;
     size_t want = len / rt->nworkers + 1;
@@ -376,13 +364,33 @@ static struct corio__snode *take_global(struct corio__worker *w)
         want = room;
     /* Pointers only: the tasks themselves are touched when they run. */
     struct corio__qnode *batch[INJECT_BATCH_MAX];
-    size_t got = corio__inject_pop_batch(&rt->inject, batch, want);
+    size_t got = corio__inject_pop_batch(q, batch, want);
     if (!got)
         return NULL;
     corio__stat_add(w->m_remote, got);
     if (got > 1)
         corio__runq_push_batch_owner(&w->runq, batch + 1, (unsigned)(got - 1));
     return snode_of(batch[0]);
+}
+
+/* The woken queue first (see push_woken), then the global queue. */
+static struct corio__snode *take_global(struct corio__worker *w)
+{
+    struct corio__snode *n = take_batch(w, &w->rt->woken);
+    return n ? n : take_batch(w, &w->rt->inject);
+}
+
+/* One item of the two global queues, each first on every other such tick,
+ * so that neither starves while the local queue never empties. */
+static struct corio__snode *pop_global_fairly(struct corio__worker *w)
+{
+    struct corio_rt *rt = w->rt;
+    bool woken_first = atomic_load_explicit(&w->tick, memory_order_relaxed) /
+                       GLOBAL_QUEUE_INTERVAL & 1;
+    struct corio__inject *a = woken_first ? &rt->woken : &rt->inject;
+    struct corio__inject *b = woken_first ? &rt->inject : &rt->woken;
+    struct corio__qnode *q = corio__inject_pop(a);
+    return snode_of(q ? q : corio__inject_pop(b));
 }
 
 static struct corio__snode *next_local(struct corio__worker *w)
@@ -392,8 +400,6 @@ static struct corio__snode *next_local(struct corio__worker *w)
     if (atomic_load_explicit(&w->pinned, memory_order_relaxed) ||
         atomic_load_explicit(&w->inbox, memory_order_relaxed))
         return take_pinned(w);
-    if (w->woken_head)
-        refill_woken(w);
     if (atomic_load_explicit(&w->tick, memory_order_relaxed) % GLOBAL_QUEUE_INTERVAL == 0) {
         /* DESIGN.md: a busy worker reaps its completions and timers every
          * 61 ticks too, without blocking. */
@@ -401,8 +407,7 @@ static struct corio__snode *next_local(struct corio__worker *w)
         corio__registry_publish_all(rt, w);
         corio__registry_reap(rt, w->id);
         corio__registry_reap_external(rt);   /* tasks spawned from outside */
-        struct corio__snode *n =
-            single(rt) ? NULL : snode_of(corio__inject_pop(&rt->inject));
+        struct corio__snode *n = single(rt) ? NULL : pop_global_fairly(w);
         if (n) {
             corio__stat_add(w->m_remote, 1);
             return n;
@@ -415,7 +420,7 @@ static struct corio__snode *next_local(struct corio__worker *w)
             return n;
         }
         if (n)
-            push_local(w, n);
+            push_woken(w, n);
     }
     w->lifo_streak = 0;
     struct corio__snode *n = snode_of(single(rt) ? corio__runq_pop_alone(&w->runq)
@@ -475,12 +480,12 @@ static struct corio__snode *search(struct corio__worker *w)
     return n ? n : take_global(w);
 }
 
-/* Work anywhere (@all: also the owner-only lists, migrated and woken-overflow
- * tasks: the runtime may not stop while there is some), or only work any
+/* Work anywhere (@all: also the owner-only lists of migrated tasks: the
+ * runtime may not stop while there is some), or only work any
  * worker could take (waking or rescuing for the rest would burn CPU). */
 static bool work_queued(struct corio_rt *rt, bool all)
 {
-    if (!corio__inject_is_empty(&rt->inject))
+    if (corio__global_queued(rt))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct corio__worker *v = &rt->workers[i];
@@ -510,7 +515,7 @@ static bool work_queued(struct corio_rt *rt, bool all)
 static bool work_for_spinner(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
-    if (corio__worker_has_queued(w) || !corio__inject_is_empty(&rt->inject))
+    if (corio__worker_has_queued(w) || corio__global_queued(rt))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++)
         if (&rt->workers[i] != w && !corio__runq_is_empty(&rt->workers[i].runq))
@@ -593,7 +598,7 @@ static void park(struct corio__worker *w)
         corio__worker_park(w);
         /* Its own I/O or timers may have made work: in its queues, or (one
          * worker, keeping asyncio's order) behind the global queue. */
-        bool own = corio__worker_has_queued(w) || !corio__inject_is_empty(&rt->inject);
+        bool own = corio__worker_has_queued(w) || corio__global_queued(rt);
         if (corio__idle_from_parked(rt, w->id, own))
             return;
     }

@@ -494,8 +494,8 @@ static void sched_task_tree_on_many_workers(void **state)
 /* ---- a mass wake-up from one worker loses nobody ---- */
 
 /* One completion wakes far more tasks than a local queue holds (256): the
- * overflow waits in the waking worker's woken list (core/sched.c) and must
- * all run, on any worker. */
+ * overflow waits in the global woken queue (core/sched.c push_woken) and
+ * must all run, on any worker. */
 #define MASS_WAKE (SANITIZED ? 1000 : 5000)
 
 struct mass {
@@ -548,6 +548,54 @@ static void sched_mass_wakeup_runs_every_task(void **state)
         assert_int_equal((intptr_t)bad, 0);
         assert_int_equal(atomic_load(&m.resumed), MASS_WAKE);
     }
+}
+
+/* The waking worker then stays in one long step (it spins, never awaits):
+ * the tasks its full local queue had no room for must still run, on the
+ * other workers, meanwhile. */
+struct mass_busy {
+    struct mass m;
+    int resumed_while_busy;
+};
+
+static void *mass_wake_then_spin(void *arg)
+{
+    struct mass_busy *mb = arg;
+    struct mass *m = &mb->m;
+    corio_task **ts = malloc(MASS_WAKE * sizeof *ts);
+    if (!ts || corio_future_create(&m->gate) < 0)
+        return (void *)-1;
+    for (int i = 0; i < MASS_WAKE; i++)
+        if (corio_spawn(&ts[i], wait_gate, m) < 0)
+            return (void *)-1;
+    while (atomic_load(&m->parked) < MASS_WAKE)
+        corio_sleep(CORIO_MSEC);
+    corio_sleep(5 * CORIO_MSEC);
+    corio_future_set_result(m->gate, NULL);
+    uint64_t until = corio_time_ns() + 10 * CORIO_SEC;
+    while (atomic_load(&m->resumed) < MASS_WAKE && corio_time_ns() < until)
+        ;
+    mb->resumed_while_busy = atomic_load(&m->resumed);
+    intptr_t bad = 0;
+    for (int i = 0; i < MASS_WAKE; i++) {
+        if (corio_await(ts[i], NULL) < 0)
+            bad++;
+        corio_task_unref(ts[i]);
+    }
+    free(ts);
+    corio_future_unref(m->gate);
+    return (void *)bad;
+}
+
+static void sched_mass_wakeup_runs_while_waker_is_busy(void **state)
+{
+    (void)state;
+    struct mass_busy mb = {0};
+    corio_rt_options o = workers(2);
+    void *bad = (void *)-1;
+    assert_int_equal(corio_run(mass_wake_then_spin, &mb, &o, &bad), 0);
+    assert_int_equal((intptr_t)bad, 0);
+    assert_int_equal(mb.resumed_while_busy, MASS_WAKE);
 }
 
 /* ---- a task in a busy worker's LIFO slot still runs ---- */
@@ -664,6 +712,7 @@ int main(void)
         cmocka_unit_test(sched_task_tree_on_many_workers),
         cmocka_unit_test(sched_monitor_rescues_lifo_behind_long_step),
         cmocka_unit_test(sched_mass_wakeup_runs_every_task),
+        cmocka_unit_test(sched_mass_wakeup_runs_while_waker_is_busy),
         cmocka_unit_test(sched_pingpong_loses_no_wakeup),
         cmocka_unit_test(sched_stale_queued_view_loses_no_wakeup),
     };
