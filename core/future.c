@@ -298,7 +298,7 @@ void corio__task_spend_budget(struct corio_task *t)
         return;
     struct corio__worker *w = corio__worker_current();
     corio__stat_add(w->m_budget_yields, 1);
-    corio__task_switch_out(t, SW_YIELD);
+    corio__task_switch_out(t, SW_BUDGET);
 }
 
 int corio_future_await(corio_future *f, void **value)

@@ -109,7 +109,7 @@ enum corio__sched {
 };
 
 /* What a task tells its scheduler when it switches out. */
-enum corio__switch_reason { SW_YIELD = 1, SW_PARK, SW_DONE, SW_MIGRATE };
+enum corio__switch_reason { SW_YIELD = 1, SW_PARK, SW_DONE, SW_MIGRATE, SW_BUDGET };
 
 struct corio_task {
     struct corio_future fut;          /* first: a task is a future */
@@ -157,6 +157,10 @@ struct corio__worker {
      * thief only in its last round when the owner is stuck. */
     _Atomic(struct corio__snode *) lifo;
     unsigned lifo_streak;
+    /* A task that used up its budget while nothing else but the LIFO slot
+     * was queued here (core/sched.c keep_budget_yielder): it runs after
+     * the LIFO slot; a thief takes it as it takes the LIFO slot. */
+    _Atomic(struct corio__snode *) yielded;
     struct corio__runq runq;
     struct corio__stack_cache stacks;
     _Atomic uint64_t tick;            /* steps taken; written by the owner, read by the monitor */
@@ -425,6 +429,7 @@ void corio__debug_step_end(struct corio__worker *w, struct corio_task *t);
 static inline bool corio__worker_has_stealable(struct corio__worker *w)
 {
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
+           atomic_load_explicit(&w->yielded, memory_order_relaxed) ||
            !corio__runq_is_empty(&w->runq);
 }
 

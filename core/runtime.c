@@ -373,6 +373,7 @@ static void drop_queued(struct corio_rt *rt)
     struct corio__qnode *q;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         drop_node(atomic_exchange(&rt->workers[i].lifo, NULL));
+        drop_node(atomic_exchange(&rt->workers[i].yielded, NULL));
         while ((q = corio__runq_pop_owner(&rt->workers[i].runq)))
             drop_node(corio__container_of(q, struct corio__snode, q));
     }

@@ -638,6 +638,93 @@ static void sched_monitor_rescues_lifo_behind_long_step(void **state)
     }
 }
 
+/* The same for a task waiting in the yield slot: it spends its budget on
+ * ready awaits (as a producer into a queue that never fills does) with only
+ * the LIFO slot queued, so it waits there behind that task, which then
+ * spins until the first one has run. */
+static void *spin_until_flag(void *arg)
+{
+    struct rescue *r = arg;
+    uint64_t start = corio_time_ns();
+    while (!atomic_load(&r->flag) && corio_time_ns() - start < 5000000000ull)
+        ;
+    r->ok = atomic_load(&r->flag);
+    r->waited_s = (double)(corio_time_ns() - start) / 1e9;
+    return NULL;
+}
+
+static void *yield_behind_spinner(void *arg)
+{
+    struct rescue *r = arg;
+    corio_future *done;
+    corio_task *spinner;
+    if (corio_future_create(&done) < 0 || corio_future_set_result(done, NULL) < 0 ||
+        corio_spawn(&spinner, spin_until_flag, r) < 0)
+        return (void *)-1;
+    for (int i = 0; i < 1000; i++)   /* past the budget (128) more than once */
+        if (corio_await(done, NULL) < 0)
+            return (void *)-1;
+    set_flag(r);
+    corio_future_unref(done);
+    int rc = corio_await(spinner, NULL);
+    corio_task_unref(spinner);
+    return (void *)(intptr_t)rc;
+}
+
+static void sched_monitor_rescues_budget_yielder_behind_long_step(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        struct rescue r = {0};
+        corio_rt_options o = workers(2);
+        void *rc = (void *)-1;
+        assert_int_equal(corio_run(yield_behind_spinner, &r, &o, &rc), 0);
+        assert_int_equal((intptr_t)rc, 0);
+        if (!r.ok)
+            fail_msg("the budget yielder behind a spinning task never ran (waited %.2f s)",
+                     r.waited_s);
+    }
+}
+
+/* Two tasks of one worker use up their budgets in turn: the first waits in
+ * the yield slot while the second, from the LIFO slot, uses up its own;
+ * the second must not take the first one's place (the first would be
+ * lost, and the run would never end). */
+static void *spend_budget_n(void *arg)
+{
+    corio_future *done = arg;
+    for (int i = 0; i < 1000; i++)
+        if (corio_await(done, NULL) < 0)
+            return (void *)-1;
+    return NULL;
+}
+
+static void *budget_yielders_in_turn(void *arg)
+{
+    (void)arg;
+    corio_future *done;
+    corio_task *second;
+    if (corio_future_create(&done) < 0 || corio_future_set_result(done, NULL) < 0 ||
+        corio_spawn(&second, spend_budget_n, done) < 0)
+        return (void *)-1;
+    void *mine = spend_budget_n(done), *its = (void *)-1;
+    int rc = corio_await(second, &its);
+    corio_task_unref(second);
+    corio_future_unref(done);
+    return (void *)(intptr_t)(rc < 0 || mine || its);
+}
+
+static void sched_budget_yielders_in_turn_all_finish(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        corio_rt_options o = workers(2);
+        void *bad = (void *)-1;
+        assert_int_equal(corio_run(budget_yielders_in_turn, NULL, &o, &bad), 0);
+        assert_int_equal((intptr_t)bad, 0);
+    }
+}
+
 /* White-box: a waker on another core may find the task still queued
  * while it already runs its next step, which read the condition before the
  * waker's store was visible and is about to park (store buffering). The
@@ -711,6 +798,8 @@ int main(void)
         cmocka_unit_test(sched_idle_after_hand_ins_uses_no_cpu),
         cmocka_unit_test(sched_task_tree_on_many_workers),
         cmocka_unit_test(sched_monitor_rescues_lifo_behind_long_step),
+        cmocka_unit_test(sched_monitor_rescues_budget_yielder_behind_long_step),
+        cmocka_unit_test(sched_budget_yielders_in_turn_all_finish),
         cmocka_unit_test(sched_mass_wakeup_runs_every_task),
         cmocka_unit_test(sched_mass_wakeup_runs_while_waker_is_busy),
         cmocka_unit_test(sched_pingpong_loses_no_wakeup),
