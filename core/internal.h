@@ -262,7 +262,7 @@ struct corio_rt {
 
 /* core/sched.c */
 struct corio__worker *corio__worker_current(void);
-void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool from_wake);
+void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo);
 void corio__task_wake(struct corio_task *t);
 void corio__task_switch_out(struct corio_task *t, enum corio__switch_reason why);
 __attribute__((noreturn)) void corio__task_exit(struct corio_task *t);
@@ -424,8 +424,8 @@ void corio__debug_step_end(struct corio__worker *w, struct corio_task *t);
                           atomic_load_explicit(&(counter), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 
-/* Runnable work another worker can take from @w: its LIFO slot or run queue
- * (any thread; a snapshot). */
+/* Runnable work another worker can take from @w: its LIFO slot, yield slot
+ * or run queue (any thread; a snapshot). */
 static inline bool corio__worker_has_stealable(struct corio__worker *w)
 {
     return atomic_load_explicit(&w->lifo, memory_order_relaxed) ||

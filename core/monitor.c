@@ -4,12 +4,14 @@
  * A task that runs a long step without awaiting keeps its worker busy. Work
  * in that worker's run queue is safe (a push wakes a sleeping worker, which
  * steals it), but a task that was woken or spawned into the worker's LIFO
- * slot is not: putting it there wakes nobody, because the owner is expected
- * to run it next. If the long step waits for that very task (a spin on a
- * flag it sets), nothing would ever run it. So every MONITOR_PERIOD_MS the
- * monitor looks at each worker's tick; a worker whose tick has not moved
- * while it holds queued work gets a sleeping worker woken, which steals the
- * LIFO slot in its last round (core/sched.c steal()).
+ * slot, or that used up its budget into its yield slot, is not: putting it
+ * there wakes nobody, because the owner is expected to run it next. If the
+ * long step waits for that very task (a spin on a flag it sets), nothing
+ * would ever run it. So every MONITOR_PERIOD_MS the monitor looks at each
+ * worker's tick; a worker whose tick has not moved while it holds queued
+ * work gets a sleeping worker woken, which takes the slot in its last
+ * round (core/sched.c steal_lifo(), once the tick has stood still for its
+ * grace period).
  *
  * Only with two or more workers (one worker has nobody to hand work to).
  * The monitor reads the workers' tick and queues with relaxed atomics and

@@ -1,10 +1,12 @@
 /* core/sched.c - the worker loop: where runnable work is found, how a task
  * step runs, and what happens when it switches out.
  *
- * Order of taking work (DESIGN.md): LIFO slot (at most 3 in a row), local
- * queue, every 61st tick the global queues first, then the global queues (a
- * batch: the woken queue before the global queue, see push_woken), then
- * steal half of another worker's queue, then park.
+ * Order of taking work (DESIGN.md): LIFO slot (at most 3 in a row), the
+ * yield slot (keep_budget_yielder), local queue, every 61st tick the global
+ * queues first, then the global queues (a batch: the woken queue before the
+ * global queue, see push_woken), then steal half of another worker's
+ * queue, then another worker's LIFO or yield slot when that worker has not
+ * moved on for a while (steal_lifo), then park.
  *
  * One worker = asyncio's order: no LIFO slot, no global-first tick, and the
  * invariant "everything in the local queue is older than everything in the
@@ -53,8 +55,11 @@ static void push_local(struct corio__worker *w, struct corio__snode *n)
         corio__stat_add(w->m_overflows, 1);
 }
 
-/* A task that ran before (woken, yielding, or bumped from the LIFO slot)
- * and finds the local queue full goes to the global woken queue. Not to
+/* A task that is made runnable again (woken, or re-queued after a step) or
+ * bumped from the LIFO slot, and finds the local queue full, goes to the
+ * global woken queue. (A spawn bumping a task from the LIFO slot still
+ * goes through push_local(): an overflow there moves the queue's oldest
+ * half to the global queue, woken tasks among them.) Not to
  * the global queue, as an overflow would take it and the oldest half of the
  * local queue: that one may hold a long backlog of tasks that never ran
  * (perf W4: 100k spawned sleepers; their wake-ups went behind the backlog
@@ -274,22 +279,19 @@ static struct corio__snode *take_pinned(struct corio__worker *w)
     return snode_of(q);
 }
 
-/* A task that used up its budget yields so that others may run, and this
- * worker polls its I/O and timers. When its run queue is empty after that
- * poll, it waits in the worker's yield slot: it runs once the LIFO slot
- * (most often the task it hands work to) has run, and thieves treat it as
- * they treat the LIFO slot. Through the run queue, an idle worker stole it
- * at almost every budget (perf queue: the producer and the consumer split
- * across workers, and met on the queue's lock at every item). */
+/* A task that used up its budget yields so that others may run. When its
+ * worker's run queue is empty, it waits in the worker's yield slot: it runs
+ * once the LIFO slot (most often the task it hands work to) has run, and
+ * thieves treat it as they treat the LIFO slot. Through the run queue, an
+ * idle worker stole it at almost every budget (perf queue: the producer and
+ * the consumer split across workers, and met on the queue's lock at every
+ * item). */
 static bool keep_budget_yielder(struct corio__worker *w, struct corio_task *t)
 {
     /* The slot may hold an earlier yielder still: the task that just ran
      * may have come from the LIFO slot, which is taken first. */
     if (single(w->rt) || !corio__runq_is_empty(&w->runq) ||
         atomic_load_explicit(&w->yielded, memory_order_relaxed))
-        return false;
-    corio__worker_io_tick(w);
-    if (!corio__runq_is_empty(&w->runq))
         return false;
     atomic_store_explicit(&t->sched, TS_SCHEDULED, memory_order_relaxed);
     /* Only the owner fills the slot, and it was empty: a thief may only
@@ -508,7 +510,7 @@ static struct corio__snode *steal_lifo(struct corio__worker *w, unsigned start)
            corio_time_ns() < until)
         corio__cpu_relax();
     if (atomic_load_explicit(&v->tick, memory_order_relaxed) != tick)
-        return NULL;   /* it went on: it runs the slots next, or already did */
+        return NULL;   /* it went on: it is alive and will get to the slots */
     struct corio__snode *s = atomic_exchange_explicit(&v->lifo, NULL, memory_order_acquire);
     return s ? s : atomic_exchange_explicit(&v->yielded, NULL, memory_order_acquire);
 }
