@@ -487,32 +487,55 @@ static bool has_slot_task(struct corio__worker *v)
            atomic_load_explicit(&v->yielded, memory_order_relaxed);
 }
 
+#define LIFO_STEAL_CANDIDATES 8   /* workers watched at once: one busy one hides no stuck one */
+
+struct slot_candidate {
+    struct corio__worker *v;
+    uint64_t tick;
+};
+
+static bool still(const struct slot_candidate *c)
+{
+    return atomic_load_explicit(&c->v->tick, memory_order_relaxed) == c->tick;
+}
+
 /* Last round of a steal: the LIFO or yield slot of a worker that has not
  * moved on to its next step within the grace period (busy in a long step;
- * the monitor wakes a thief for such a worker, see core/monitor.c). */
+ * the monitor wakes a thief for such a worker, see core/monitor.c). A
+ * worker that went on is alive and will get to its slots itself. */
 static struct corio__snode *steal_lifo(struct corio__worker *w, unsigned start)
 {
     struct corio_rt *rt = w->rt;
-    unsigned n = rt->nworkers;
-    struct corio__worker *v = NULL;
-    uint64_t tick = 0;
-    for (unsigned i = 0; i < n && !v; i++) {
+    unsigned n = rt->nworkers, k = 0;
+    struct slot_candidate cand[LIFO_STEAL_CANDIDATES];
+    for (unsigned i = 0; i < n && k < LIFO_STEAL_CANDIDATES; i++) {
         struct corio__worker *c = &rt->workers[(start + i) % n];
-        if (c != w && has_slot_task(c)) {
-            v = c;
-            tick = atomic_load_explicit(&c->tick, memory_order_relaxed);
-        }
+        if (c != w && has_slot_task(c))
+            cand[k++] = (struct slot_candidate){c, atomic_load_explicit(&c->tick,
+                                                                        memory_order_relaxed)};
     }
-    if (!v)
-        return NULL;
-    uint64_t until = corio_time_ns() + LIFO_STEAL_GRACE_NS;
-    while (atomic_load_explicit(&v->tick, memory_order_relaxed) == tick &&
-           corio_time_ns() < until)
+    uint64_t until = k ? corio_time_ns() + LIFO_STEAL_GRACE_NS : 0;
+    for (;;) {
+        unsigned stuck = 0;
+        for (unsigned j = 0; j < k; j++)
+            stuck += still(&cand[j]);
+        if (!stuck)
+            return NULL;
+        if (corio_time_ns() >= until)
+            break;
         corio__cpu_relax();
-    if (atomic_load_explicit(&v->tick, memory_order_relaxed) != tick)
-        return NULL;   /* it went on: it is alive and will get to the slots */
-    struct corio__snode *s = atomic_exchange_explicit(&v->lifo, NULL, memory_order_acquire);
-    return s ? s : atomic_exchange_explicit(&v->yielded, NULL, memory_order_acquire);
+    }
+    for (unsigned j = 0; j < k; j++) {
+        if (!still(&cand[j]))
+            continue;
+        struct corio__snode *s = atomic_exchange_explicit(&cand[j].v->lifo, NULL,
+                                                          memory_order_acquire);
+        if (!s)
+            s = atomic_exchange_explicit(&cand[j].v->yielded, NULL, memory_order_acquire);
+        if (s)
+            return s;
+    }
+    return NULL;
 }
 
 static struct corio__snode *steal(struct corio__worker *w)
