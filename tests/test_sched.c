@@ -495,12 +495,16 @@ static void sched_task_tree_on_many_workers(void **state)
 
 /* One completion wakes far more tasks than a local queue holds (256): the
  * overflow waits in the global woken queue (core/sched.c push_woken) and
- * must all run, on any worker. */
+ * must all run, on any worker. With @spin the waking worker then stays in
+ * one long step (it spins, never awaits): the tasks its full local queue
+ * had no room for must still run meanwhile, on the other workers. */
 #define MASS_WAKE (SANITIZED ? 1000 : 5000)
 
 struct mass {
+    bool spin;
     corio_future *gate;
     atomic_int parked, resumed;
+    int resumed_while_busy;
 };
 
 static void *wait_gate(void *arg)
@@ -525,6 +529,10 @@ static void *mass_wake(void *arg)
         corio_sleep(CORIO_MSEC);
     corio_sleep(5 * CORIO_MSEC);   /* the last ones are suspended, not just counted */
     corio_future_set_result(m->gate, NULL);
+    uint64_t until = corio_time_ns() + 10 * CORIO_SEC;
+    while (m->spin && atomic_load(&m->resumed) < MASS_WAKE && corio_time_ns() < until)
+        ;
+    m->resumed_while_busy = atomic_load(&m->resumed);
     intptr_t bad = 0;
     for (int i = 0; i < MASS_WAKE; i++) {
         void *v = (void *)-1;
@@ -537,65 +545,30 @@ static void *mass_wake(void *arg)
     return (void *)bad;
 }
 
+static void run_mass_wake(struct mass *m, unsigned nworkers)
+{
+    corio_rt_options o = workers(nworkers);
+    void *bad = (void *)-1;
+    assert_int_equal(corio_run(mass_wake, m, &o, &bad), 0);
+    assert_int_equal((intptr_t)bad, 0);
+    assert_int_equal(atomic_load(&m->resumed), MASS_WAKE);
+}
+
 static void sched_mass_wakeup_runs_every_task(void **state)
 {
     (void)state;
     for (unsigned nw = 2; nw <= 4; nw += 2) {
         struct mass m = {0};
-        corio_rt_options o = workers(nw);
-        void *bad = (void *)-1;
-        assert_int_equal(corio_run(mass_wake, &m, &o, &bad), 0);
-        assert_int_equal((intptr_t)bad, 0);
-        assert_int_equal(atomic_load(&m.resumed), MASS_WAKE);
+        run_mass_wake(&m, nw);
     }
-}
-
-/* The waking worker then stays in one long step (it spins, never awaits):
- * the tasks its full local queue had no room for must still run, on the
- * other workers, meanwhile. */
-struct mass_busy {
-    struct mass m;
-    int resumed_while_busy;
-};
-
-static void *mass_wake_then_spin(void *arg)
-{
-    struct mass_busy *mb = arg;
-    struct mass *m = &mb->m;
-    corio_task **ts = malloc(MASS_WAKE * sizeof *ts);
-    if (!ts || corio_future_create(&m->gate) < 0)
-        return (void *)-1;
-    for (int i = 0; i < MASS_WAKE; i++)
-        if (corio_spawn(&ts[i], wait_gate, m) < 0)
-            return (void *)-1;
-    while (atomic_load(&m->parked) < MASS_WAKE)
-        corio_sleep(CORIO_MSEC);
-    corio_sleep(5 * CORIO_MSEC);
-    corio_future_set_result(m->gate, NULL);
-    uint64_t until = corio_time_ns() + 10 * CORIO_SEC;
-    while (atomic_load(&m->resumed) < MASS_WAKE && corio_time_ns() < until)
-        ;
-    mb->resumed_while_busy = atomic_load(&m->resumed);
-    intptr_t bad = 0;
-    for (int i = 0; i < MASS_WAKE; i++) {
-        if (corio_await(ts[i], NULL) < 0)
-            bad++;
-        corio_task_unref(ts[i]);
-    }
-    free(ts);
-    corio_future_unref(m->gate);
-    return (void *)bad;
 }
 
 static void sched_mass_wakeup_runs_while_waker_is_busy(void **state)
 {
     (void)state;
-    struct mass_busy mb = {0};
-    corio_rt_options o = workers(2);
-    void *bad = (void *)-1;
-    assert_int_equal(corio_run(mass_wake_then_spin, &mb, &o, &bad), 0);
-    assert_int_equal((intptr_t)bad, 0);
-    assert_int_equal(mb.resumed_while_busy, MASS_WAKE);
+    struct mass m = {.spin = true};
+    run_mass_wake(&m, 2);
+    assert_int_equal(m.resumed_while_busy, MASS_WAKE);
 }
 
 /* ---- a task in a busy worker's LIFO slot still runs ---- */
