@@ -77,26 +77,6 @@ static void push_woken(struct corio__worker *w, struct corio__snode *n)
         corio__inject_push(&w->rt->woken, &n->q);
 }
 
-/* Queues @n on @w (multi-worker) and wakes a sleeping worker only when the
- * local queue was empty: a push onto a non-empty one needs nobody new. The
- * push that made it non-empty notified (or found a worker searching, which
- * then finds it); a searcher that finds work wakes the next one if it was
- * the last searching (corio__idle_end_search); and a worker about to sleep
- * checks every queue once more after it is listed as a sleeper. Notifying
- * on every push cost the spawning worker of perf W1 a fence and a load of
- * the contended idle state per task: W1 2.11M -> 2.32M tasks/s (medians
- * of 10 interleaved runs); W2, W3, W5, W6 and the queue within noise. */
-static void push_and_notify(struct corio__worker *w, struct corio__snode *n, bool woken)
-{
-    bool had_work = !corio__runq_is_empty(&w->runq);
-    if (woken)
-        push_woken(w, n);
-    else
-        push_local(w, n);
-    if (!had_work)
-        corio__idle_notify(w->rt);
-}
-
 static void schedule_on(struct corio_rt *rt, struct corio__snode *n, bool lifo, bool woken)
 {
     struct corio__worker *w = corio__worker_current();
@@ -124,7 +104,11 @@ static void schedule_on(struct corio_rt *rt, struct corio__snode *n, bool lifo, 
             return;   /* a thief took the previous one meanwhile */
         n = prev;
     }
-    push_and_notify(w, n, woken);
+    if (woken)
+        push_woken(w, n);
+    else
+        push_local(w, n);
+    corio__idle_notify(rt);
 }
 
 void corio__schedule(struct corio_rt *rt, struct corio__snode *n, bool lifo)
@@ -357,7 +341,8 @@ static void after_switch(struct corio__worker *w, struct corio_task *t, uintptr_
         push_local(w, &t->node);
         return;
     }
-    push_and_notify(w, &t->node, true);
+    push_woken(w, &t->node);
+    corio__idle_notify(w->rt);
 }
 
 static void run_task(struct corio__worker *w, struct corio_task *t)
