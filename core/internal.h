@@ -157,6 +157,7 @@ struct corio__worker {
      * thief only in its last round when the owner is stuck. */
     _Atomic(struct corio__snode *) lifo;
     unsigned lifo_streak;
+    bool lifo_by_step;   /* the running step filled the LIFO slot (sched.c keep_budget_yielder) */
     /* A task that used up its budget while nothing else but the LIFO slot
      * was queued here (core/sched.c keep_budget_yielder): it runs after
      * the LIFO slot; a thief takes it as it takes the LIFO slot. */

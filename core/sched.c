@@ -95,6 +95,7 @@ static void schedule_on(struct corio_rt *rt, struct corio__snode *n, bool lifo, 
          * this store: no locked exchange needed then (pairs with the acquire
          * exchange of the owner's pop or a thief's steal). */
         struct corio__snode *prev = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+        w->lifo_by_step = true;
         if (!prev) {
             atomic_store_explicit(&w->lifo, n, memory_order_release);
             return;   /* runs next on this worker: nobody else needs waking */
@@ -280,17 +281,20 @@ static struct corio__snode *take_pinned(struct corio__worker *w)
 }
 
 /* A task that used up its budget yields so that others may run. When its
- * worker's run queue is empty, it waits in the worker's yield slot: it runs
- * once the LIFO slot (most often the task it hands work to) has run, and
- * thieves treat it as they treat the LIFO slot. Through the run queue, an
- * idle worker stole it at almost every budget (perf queue: the producer and
- * the consumer split across workers, and met on the queue's lock at every
- * item). */
+ * step handed work to a task it woke into the LIFO slot and its worker's
+ * run queue is empty, it waits in the worker's yield slot: it runs once
+ * that task has run, and thieves treat it as they treat the LIFO slot.
+ * Through the run queue, an idle worker stole it at almost every budget
+ * (perf queue: the producer and the consumer split across workers, and met
+ * on the queue's lock at every item). A yielder that woke nobody goes
+ * through the run queue and wakes a sleeping worker: it is independent
+ * work, and keeping it here beside a pair that hands work back and forth
+ * through the LIFO slot would leave that worker asleep. */
 static bool keep_budget_yielder(struct corio__worker *w, struct corio_task *t)
 {
     /* The slot may hold an earlier yielder still: the task that just ran
      * may have come from the LIFO slot, which is taken first. */
-    if (single(w->rt) || !corio__runq_is_empty(&w->runq) ||
+    if (single(w->rt) || !w->lifo_by_step || !corio__runq_is_empty(&w->runq) ||
         atomic_load_explicit(&w->yielded, memory_order_relaxed))
         return false;
     atomic_store_explicit(&t->sched, TS_SCHEDULED, memory_order_relaxed);
@@ -358,6 +362,7 @@ static void run_task(struct corio__worker *w, struct corio_task *t)
         return;
     }
     w->current = t;
+    w->lifo_by_step = false;
     bool debug = atomic_load_explicit(&w->rt->debug, memory_order_relaxed);
     if (debug)
         corio__debug_step_begin(w, t);
