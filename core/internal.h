@@ -158,9 +158,9 @@ struct corio__worker {
     _Atomic(struct corio__snode *) lifo;
     unsigned lifo_streak;
     bool lifo_by_step;   /* the running step filled the LIFO slot (sched.c keep_budget_yielder) */
-    /* A task that used up its budget while nothing else but the LIFO slot
-     * was queued here (core/sched.c keep_budget_yielder): it runs after
-     * the LIFO slot; a thief takes it as it takes the LIFO slot. */
+    /* A task that used up its budget in a step that woke a task into the
+     * LIFO slot, with the run queue empty (core/sched.c keep_budget_yielder):
+     * it runs after the LIFO slot; a thief takes it as it takes that slot. */
     _Atomic(struct corio__snode *) yielded;
     struct corio__runq runq;
     struct corio__stack_cache stacks;

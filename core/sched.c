@@ -55,20 +55,18 @@ static void push_local(struct corio__worker *w, struct corio__snode *n)
         corio__stat_add(w->m_overflows, 1);
 }
 
-/* A task that is made runnable again (woken, or re-queued after a step) or
- * bumped from the LIFO slot, and finds the local queue full, goes to the
- * global woken queue. (A spawn bumping a task from the LIFO slot still
- * goes through push_local(): an overflow there moves the queue's oldest
- * half to the global queue, woken tasks among them.) Not to
- * the global queue, as an overflow would take it and the oldest half of the
- * local queue: that one may hold a long backlog of tasks that never ran
- * (perf W4: 100k spawned sleepers; their wake-ups went behind the backlog
- * and ran ~100 ms late). Nor to a list private to this worker (W4 again:
- * the worker that started most sleepers fires most timers, and 12k woken
- * tasks waited in its list while the other worker had nothing to steal).
- * Any worker takes from the woken queue before the global one.
- * Multi-worker only: one worker keeps asyncio's strict order through
- * push_local(). */
+/* A task made runnable again (woken, or re-queued after a step) or bumped
+ * from the LIFO slot that finds the local queue full goes to the global
+ * woken queue, which any worker takes from before the global queue. Not to
+ * the global queue: an overflow would move it, with the oldest half of the
+ * local queue, behind what may be a long backlog of tasks that never ran
+ * (perf W4: 100k spawned sleepers; their wake-ups ran ~100 ms late). Nor to
+ * a list private to this worker (W4 again: the worker that started most
+ * sleepers fires most timers, and 12k woken tasks waited in its list while
+ * the other worker had nothing to steal). A spawn that bumps a task from
+ * the LIFO slot still goes through push_local(), whose overflow can move
+ * woken tasks behind the backlog. Multi-worker only: one worker keeps
+ * asyncio's strict order through push_local(). */
 static void push_woken(struct corio__worker *w, struct corio__snode *n)
 {
     if (corio__runq_free_owner(&w->runq) > 0)
@@ -418,8 +416,8 @@ static struct corio__snode *take_global(struct corio__worker *w)
 static struct corio__snode *pop_global_fairly(struct corio__worker *w)
 {
     struct corio_rt *rt = w->rt;
-    bool woken_first = atomic_load_explicit(&w->tick, memory_order_relaxed) /
-                       GLOBAL_QUEUE_INTERVAL & 1;
+    bool woken_first = (atomic_load_explicit(&w->tick, memory_order_relaxed) /
+                        GLOBAL_QUEUE_INTERVAL) & 1;
     struct corio__inject *a = woken_first ? &rt->woken : &rt->inject;
     struct corio__inject *b = woken_first ? &rt->inject : &rt->woken;
     struct corio__qnode *q = corio__inject_pop(a);
@@ -519,7 +517,9 @@ static struct corio__snode *steal_lifo(struct corio__worker *w, unsigned start)
             cand[k++] = (struct slot_candidate){c, atomic_load_explicit(&c->tick,
                                                                         memory_order_relaxed)};
     }
-    uint64_t until = k ? corio_time_ns() + LIFO_STEAL_GRACE_NS : 0;
+    if (!k)
+        return NULL;
+    uint64_t until = corio_time_ns() + LIFO_STEAL_GRACE_NS;
     for (;;) {
         unsigned stuck = 0;
         for (unsigned j = 0; j < k; j++)

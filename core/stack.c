@@ -347,6 +347,26 @@ static bool take_listed(struct corio__stack_cache *c, const struct corio__stack 
 #define PIDFD_SELF -10000   /* include/uapi/linux/pidfd.h, Linux 6.14 */
 #endif
 
+/* One process_madvise(@advice) on our own pages @iov[0..@n): the bytes
+ * done, or -1. A kernel that refuses the call or the advice (older ones
+ * refuse PIDFD_SELF or the advice) sets *@unsupported, so that callers stop
+ * trying and fall back. */
+static long madvise_self(const struct iovec *iov, size_t n, int advice, atomic_bool *unsupported)
+{
+#ifdef SYS_process_madvise
+    if (atomic_load_explicit(unsupported, memory_order_relaxed))
+        return -1;
+    long done = syscall(SYS_process_madvise, PIDFD_SELF, iov, n, advice, 0);
+    if (done < 0 && (errno == EINVAL || errno == EBADF || errno == ENOSYS || errno == EPERM))
+        atomic_store_explicit(unsupported, true, memory_order_relaxed);
+    return done;
+#else
+    (void)iov, (void)n, (void)advice;
+    atomic_store_explicit(unsupported, true, memory_order_relaxed);
+    return -1;
+#endif
+}
+
 /* Guards for the @n consecutive slots from @first with one
  * process_madvise() call instead of n madvise() calls (measured on the
  * development VM: 0.22-0.41 us per stack instead of 0.47-0.58 us; W4 makes
@@ -355,27 +375,16 @@ static bool take_listed(struct corio__stack_cache *c, const struct corio__stack 
  * this advice: then 0). */
 static size_t guard_batch(struct corio__stack_arena *a, char *first, size_t n)
 {
-#ifdef SYS_process_madvise
     static atomic_bool unsupported;
-    if (a->guard != CORIO_GUARD_MADVISE || n < 2 ||
-        atomic_load_explicit(&unsupported, memory_order_relaxed))
+    if (a->guard != CORIO_GUARD_MADVISE || n < 2)
         return 0;
     struct iovec iov[REFILL_BATCH];
     for (size_t i = 0; i < n; i++) {
         iov[i].iov_base = first + i * stride(a);
         iov[i].iov_len = a->page;
     }
-    long done = syscall(SYS_process_madvise, PIDFD_SELF, iov, n, MADV_GUARD_INSTALL, 0);
-    if (done < 0) {
-        if (errno == EINVAL || errno == EBADF || errno == ENOSYS || errno == EPERM)
-            atomic_store_explicit(&unsupported, true, memory_order_relaxed);
-        return 0;
-    }
-    return (size_t)done / a->page;   /* iovecs are applied in order */
-#else
-    (void)a, (void)first, (void)n;
-    return 0;
-#endif
+    long done = madvise_self(iov, n, MADV_GUARD_INSTALL, &unsupported);
+    return done < 0 ? 0 : (size_t)done / a->page;   /* iovecs are applied in order */
 }
 
 #ifndef MADV_POPULATE_WRITE
@@ -389,21 +398,15 @@ static size_t guard_batch(struct corio__stack_arena *a, char *first, size_t n)
  * refused call (older kernels) leaves the pages to fault as before. */
 static void populate_tops(struct corio__stack_arena *a, const struct corio__stack *s, size_t n)
 {
-#ifdef SYS_process_madvise
     static atomic_bool unsupported;
-    if (n < 2 || atomic_load_explicit(&unsupported, memory_order_relaxed))
+    if (n < 2)
         return;
     struct iovec iov[REFILL_BATCH];
     for (size_t i = 0; i < n; i++) {
         iov[i].iov_base = (char *)s[i].lo + s[i].size - a->page;
         iov[i].iov_len = a->page;
     }
-    if (syscall(SYS_process_madvise, PIDFD_SELF, iov, n, MADV_POPULATE_WRITE, 0) < 0 &&
-        (errno == EINVAL || errno == EBADF || errno == ENOSYS || errno == EPERM))
-        atomic_store_explicit(&unsupported, true, memory_order_relaxed);
-#else
-    (void)a, (void)s, (void)n;
-#endif
+    madvise_self(iov, n, MADV_POPULATE_WRITE, &unsupported);
 }
 
 static int cache_refill(struct corio__stack_cache *c, struct corio__stack_arena *a)
