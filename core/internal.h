@@ -153,6 +153,16 @@ struct corio__worker {
     pthread_t thread;
     struct corio__fiber sched_fiber;  /* the worker's own context */
     struct corio_task *current;       /* task running now, or NULL */
+    /* The task that switched out to the context running now, whose new
+     * state is published once that context runs (core/sched.c
+     * finish_switch), with its reason (enum corio__switch_reason, or a
+     * worker | SW_MIGRATE); NULL when there is none. */
+    struct corio_task *prev;
+    uintptr_t prev_why;
+    /* A callback a task's switch took from the queues for the scheduler
+     * fiber to run (core/sched.c switch_away): callbacks never run on a
+     * task's stack. */
+    struct corio__snode *handoff;
     /* run-next slot (multi-worker only): exchanged by the owner, taken by a
      * thief only in its last round when the owner is stuck. */
     _Atomic(struct corio__snode *) lifo;
@@ -273,6 +283,10 @@ void corio__rt_wake_all(struct corio_rt *rt);
  * and @to runs it itself: migrated tasks are never stolen); returns on @to.
  * No-op when already there. Not a cancellation point. */
 void corio__task_migrate(struct corio_task *t, struct corio__worker *to);
+/* First thing a task does on its stack, after every switch into it
+ * (at its start and when a switch out returns): publish the state of the
+ * task that switched to it. */
+void corio__task_resumed(void);
 
 /* core/idle.c */
 int corio__idle_init(struct corio__idle *idle, unsigned nworkers);

@@ -79,9 +79,17 @@ static void chain(int sig, siginfo_t *info, void *uctx)
 static void on_fault(int sig, siginfo_t *info, void *uctx)
 {
     struct corio__worker *w = corio__worker_current();
-    struct corio_task *t = w ? w->current : NULL;
-    if (t && t->stack.lo && corio__stack_in_guard(&t->stack, info->si_addr, w->rt->arena.page))
-        report_overflow(t);
+    /* Mid-switch the stack in use may still be the previous task's
+     * (core/sched.c switch_away: it sets w->prev before it picks). */
+    struct corio_task *cand[2] = {w ? w->current : NULL, w ? w->prev : NULL};
+    for (int i = 0; i < 2; i++) {
+        struct corio_task *t = cand[i];
+        if (t && t->stack.lo &&
+            corio__stack_in_guard(&t->stack, info->si_addr, w->rt->arena.page)) {
+            report_overflow(t);
+            break;
+        }
+    }
     chain(sig, info, uctx);
 }
 

@@ -207,6 +207,7 @@ void corio_task_unref(corio_task *t)
 void corio__task_run_entry(void *value)
 {
     struct corio_task *t = value;
+    corio__task_resumed();
     void *result = t->fn(t->arg);
     /* Returning with a cancellation still counted is letting CancelledError
      * propagate (corio/task.h's contract). */

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -308,6 +309,144 @@ static void sched_one_worker_runs_in_ready_order(void **state)
     assert_int_equal(log.n, FIFO_TASKS * FIFO_STEPS);
     for (int i = 0; i < log.n; i++)
         assert_int_equal(log.entries[i], i % FIFO_TASKS);
+}
+
+/* ---- a yielder alone on its worker still lets the loop run ----
+ * Such a yield starts the task's next step without a switch (core/sched.c
+ * switch_away): callbacks it queued must still run, on the worker's own
+ * stack, and timers must still fire, though the worker never parks. */
+
+#define LONE_MAX_YIELDS 100000000L
+
+struct lone {
+    _Atomic int soon_ran, later_ran;
+    corio_task *task_in_soon;
+    long yields;
+};
+
+static void lone_soon(void *arg)
+{
+    struct lone *l = arg;
+    l->task_in_soon = corio_current_task();
+    atomic_store(&l->soon_ran, 1);
+}
+
+static void lone_later(void *arg)
+{
+    atomic_store(&((struct lone *)arg)->later_ran, 1);
+}
+
+static void *lone_yielder(void *arg)
+{
+    struct lone *l = arg;
+    assert_int_equal(corio_call_later(NULL, 1000000, lone_later, l), 0);   /* 1 ms */
+    assert_int_equal(corio_call_soon(NULL, lone_soon, l), 0);
+    while (!(atomic_load(&l->soon_ran) && atomic_load(&l->later_ran)) &&
+           l->yields < LONE_MAX_YIELDS) {
+        assert_int_equal(corio_yield(), 0);
+        l->yields++;
+    }
+    return NULL;
+}
+
+static void sched_lone_yielder_lets_callbacks_and_timers_run(void **state)
+{
+    (void)state;
+    for (unsigned n = 1; n <= 2; n++) {
+        struct lone l = {.task_in_soon = (corio_task *)&l};
+        corio_rt_options o = workers(n);
+        assert_int_equal(corio_run(lone_yielder, &l, &o, NULL), 0);
+        assert_true(atomic_load(&l.soon_ran));
+        assert_true(atomic_load(&l.later_ran));
+        assert_null(l.task_in_soon);   /* a callback runs outside every task */
+        assert_true(l.yields < LONE_MAX_YIELDS);
+    }
+}
+
+/* ---- direct switches keep the scheduler's order and context ----
+ * A switching task takes the next task itself (core/sched.c switch_away);
+ * what the scheduler fiber did between the two steps must still happen in
+ * the same order, outside any task. */
+
+static char direct_log[128];
+
+static void direct_note(const char *s)
+{
+    strcat(direct_log, s);
+    strcat(direct_log, " ");
+}
+
+static void *direct_never_runs(void *arg)
+{
+    (void)arg;
+    direct_note("B-ran");
+    return NULL;
+}
+
+static void direct_done_cb(corio_future *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    direct_note("cb");
+}
+
+static corio_task *direct_task_in_handler;
+static int direct_handler_calls;
+
+static void direct_handler(corio_rt *rt, const corio_exception_context *c, void *arg)
+{
+    (void)rt;
+    (void)c;
+    (void)arg;
+    direct_task_in_handler = corio_current_task();
+    direct_handler_calls++;
+}
+
+static void *direct_failer(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)corio_raise(-EIO, "lost");
+}
+
+static void *direct_main(void *arg)
+{
+    (void)arg;
+    /* B, cancelled before it ever ran, is next in line when M yields: its
+     * end (and so its done callback) comes after M is queued again. */
+    corio_task *b;
+    assert_int_equal(corio_spawn(&b, direct_never_runs, NULL), 0);
+    assert_int_equal(corio_task_cancel(b, NULL), 1);
+    assert_int_equal(corio_future_add_done_callback(corio_task_future(b), direct_done_cb, NULL), 0);
+    direct_note("M-yield");
+    assert_int_equal(corio_yield(), 0);
+    direct_note("M-resumed");
+    assert_int_equal(corio_yield(), 0);
+    assert_int_equal(corio_yield(), 0);
+    assert_true(corio_task_cancelled(b));
+    corio_task_unref(b);
+    /* A failed fire-and-forget task is reported when it is freed, right
+     * after it ends: outside every task. */
+    assert_int_equal(corio_spawn(NULL, direct_failer, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(corio_yield(), 0);
+    return NULL;
+}
+
+static void sched_direct_switches_keep_order_and_context(void **state)
+{
+    (void)state;
+    direct_log[0] = 0;
+    direct_task_in_handler = (corio_task *)direct_log;
+    direct_handler_calls = 0;
+    corio_rt_options o = workers(1);
+    corio_rt *rt;
+    assert_int_equal(corio_rt_create(&rt, &o), 0);
+    corio_rt_set_exception_handler(rt, direct_handler, NULL);
+    assert_int_equal(corio_rt_run(rt, direct_main, NULL, NULL), 0);
+    corio_rt_destroy(rt);
+    assert_string_equal(direct_log, "M-yield M-resumed cb ");
+    assert_int_equal(direct_handler_calls, 1);
+    assert_null(direct_task_in_handler);
 }
 
 /* ---- fairness: 128 ready operations in a row force a yield ---- */
@@ -766,6 +905,8 @@ int main(void)
         cmocka_unit_test(sched_million_tasks),
         cmocka_unit_test(sched_stealing_runs_tasks_on_every_worker),
         cmocka_unit_test(sched_one_worker_runs_in_ready_order),
+        cmocka_unit_test(sched_lone_yielder_lets_callbacks_and_timers_run),
+        cmocka_unit_test(sched_direct_switches_keep_order_and_context),
         cmocka_unit_test(sched_budget_forces_a_yield),
         cmocka_unit_test(sched_idle_workers_use_no_cpu),
         cmocka_unit_test(sched_idle_after_hand_ins_uses_no_cpu),

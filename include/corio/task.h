@@ -112,8 +112,11 @@ CORIO_API int corio_all_tasks(corio_task ***out);
 CORIO_API void corio_task_list_free(corio_task **list, int n);
 
 /* corio_yield - let every other ready task run one step first
- * (asyncio.sleep(0)). Returns 0, -ECANCELED when a cancellation was
- * delivered here, -EPERM outside a task. Call from: a task. */
+ * (asyncio.sleep(0)). With nothing else ready on its worker the task goes
+ * on at once, without a context switch; the worker still polls its I/O and
+ * timers every 61 steps, as it does between any steps. Returns 0,
+ * -ECANCELED when a cancellation was delivered here, -EPERM outside a
+ * task. Call from: a task. */
 CORIO_API int corio_yield(void);
 
 #ifdef __cplusplus

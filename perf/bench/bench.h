@@ -55,7 +55,8 @@ void bench_run_main(const struct bench_args *a, unsigned workers, corio_fn fn, v
 uint64_t bench_spawn(const struct bench_args *a);     /* W1: spawn.c */
 uint64_t bench_chain(const struct bench_args *a);     /* W3: spawn.c */
 uint64_t bench_pingpong(const struct bench_args *a);  /* W2: pingpong.c */
-uint64_t bench_yield(const struct bench_args *a);     /* yield: yield.c */
+uint64_t bench_yield(const struct bench_args *a);
+uint64_t bench_yield2(const struct bench_args *a);     /* yield: yield.c */
 uint64_t bench_switch(const struct bench_args *a);    /* switch: switch.c */
 uint64_t bench_timers(const struct bench_args *a);    /* W4: timers.c */
 uint64_t bench_queue(const struct bench_args *a);     /* queue: queue.c */

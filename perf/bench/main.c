@@ -52,6 +52,8 @@ static const struct workload workloads[] = {
       true },
     { "yield", "one task yields N times on 1 worker", 10000000, bench_yield, "ns_per_op", NULL,
       false },
+    { "yield2", "two tasks take turns yielding, N yields in all (1 worker)", 10000000,
+      bench_yield2, "ns_per_op", NULL, false },
     { "switch", "N bare fiber switches", 20000000, bench_switch, "ns_per_switch", NULL, false },
     { "ppool_roundtrip", "process pool: N round trips of an empty task, one at a time", 20000,
       bench_ppool_roundtrip, NULL, NULL, false },
