@@ -7,7 +7,7 @@
 void corio__wq_push(struct corio__waitq *q, struct corio__wq_node *n, struct corio_task *task)
 {
     n->task = task;
-    atomic_fetch_add_explicit(&q->inside, 1, memory_order_relaxed);   /* under the lock */
+    q->entered++;   /* under the lock (waitq.h, Lifetime) */
     n->next = NULL;
     n->prev = q->tail;
     atomic_store_explicit(&n->state, WQ_WAITING, memory_order_relaxed);

@@ -27,9 +27,12 @@
  * Lifetime. A woken waiter may still take the primitive's lock (settling a
  * cancellation) and the primitive may still pass a grant on after the wait,
  * so the primitive's memory must outlive every waiting call, not only the
- * queue's nodes: corio__wq_push() counts the call in ->inside, the
- * primitive calls corio__wq_leave() as its last touch of itself, and its
- * close refuses (-EBUSY) while corio__wq_quiet() is false.
+ * queue's nodes: corio__wq_push() counts the call in ->entered, the
+ * primitive calls corio__wq_leave() as its last touch of itself (counted in
+ * ->left), and its close refuses (-EBUSY) while corio__wq_quiet() is false.
+ * Two counters rather than one that goes up and down: the push side holds
+ * the lock, so its count is a plain increment, and only the leave (outside
+ * the lock) pays a locked instruction.
  *
  * Only tasks wait (plain threads use the concurrent futures of pool/).
  */
@@ -60,7 +63,8 @@ struct corio__wq_node {
 struct corio__waitq {
     struct corio__wq_node *head, *tail;
     size_t n;
-    _Atomic uint32_t inside;       /* waiting calls not yet left (see Lifetime) */
+    uint32_t entered;              /* waiting calls pushed, under the lock (see Lifetime) */
+    _Atomic uint32_t left;         /* of those, the ones that left (any thread) */
 };
 
 /* Nodes taken off a queue, to wake after the lock is released (linked
@@ -73,7 +77,8 @@ static inline void corio__wq_init(struct corio__waitq *q)
 {
     q->head = q->tail = NULL;
     q->n = 0;
-    atomic_init(&q->inside, 0);
+    q->entered = 0;
+    atomic_init(&q->left, 0);
 }
 
 /* The waiting call that pushed a node no longer touches the primitive
@@ -81,14 +86,14 @@ static inline void corio__wq_init(struct corio__waitq *q)
 static inline void corio__wq_leave(struct corio__waitq *q)
 {
     /* Pairs with the acquire load in corio__wq_quiet(). */
-    atomic_fetch_sub_explicit(&q->inside, 1, memory_order_release);
+    atomic_fetch_add_explicit(&q->left, 1, memory_order_release);
 }
 
 /* Under the lock: no node queued and no waiting call inside, so the
  * primitive may be freed once the lock is released. */
 static inline bool corio__wq_quiet(const struct corio__waitq *q)
 {
-    return !q->head && atomic_load_explicit(&q->inside, memory_order_acquire) == 0;
+    return !q->head && atomic_load_explicit(&q->left, memory_order_acquire) == q->entered;
 }
 
 static inline bool corio__wq_empty(const struct corio__waitq *q)
