@@ -1,11 +1,12 @@
 /* perf/bench/yield.c - yield: the cost of one trip through the scheduler.
  *
  * One task calls corio_yield() N times, alone on a one-worker runtime
- * (whatever --workers says), so each call is a switch to the worker's
- * scheduler context, a look at the run queue, and a switch back. The peers
- * do the same: Go's runtime.Gosched() on GOMAXPROCS=1, tokio's yield_now()
- * on a current_thread runtime. Reported as ns_per_op. The check is that
- * every call succeeded (a yield has no other result).
+ * (whatever --workers says): each call is a look at the worker's queues,
+ * and every 61st the worker's I/O and timer round. The peers do the same:
+ * Go's runtime.Gosched() on GOMAXPROCS=1, tokio's yield_now() on a
+ * current_thread runtime, each of which goes back to its scheduler
+ * first. Reported as ns_per_op. The check is that every call succeeded
+ * (a yield has no other result).
  *
  * A lone yielder is the next task its scheduler would pick, so corio's
  * yield starts the task's next step without a switch (core/sched.c
