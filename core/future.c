@@ -50,20 +50,25 @@ void corio__object_created(struct corio_rt *rt)
 
 void corio__object_freed(struct corio_rt *rt)
 {
-    if (atomic_load_explicit(&rt->destroyed, memory_order_acquire)) {
-        /* The runtime was destroyed while this object was still referenced:
-         * the last such object frees the runtime's shell. */
-        if (atomic_fetch_sub_explicit(&rt->zombie_objects, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_destroy(&rt->handler_lock);
-            free(rt);
-        }
+    /* A worker of @rt is running, so @rt is not destroyed. */
+    struct corio__worker *w = corio__worker_current();
+    if (w && w->rt == rt) {
+        corio__stat_add(w->objects_freed, 1);
         return;
     }
-    struct corio__worker *w = corio__worker_current();
-    if (w && w->rt == rt)
-        corio__stat_add(w->objects_freed, 1);
-    else
-        atomic_fetch_sub_explicit(&rt->ext_objects, 1, memory_order_relaxed);
+    /* One read-modify-write decides which side of corio_rt_destroy()'s
+     * exchange this free falls on (acq_rel: ordered with it either way):
+     * before, the destroyer counts it; after, it counts down the zombie
+     * objects, and the last one frees the runtime's shell. (A load of a
+     * "destroyed" flag followed by a separate decrement let destroy run in
+     * between and free the runtime under the decrement; TSan caught it.) */
+    int64_t before = (int64_t)atomic_fetch_sub_explicit(&rt->ext_objects, 1, memory_order_acq_rel);
+    if (before < CORIO__EXT_CLOSED / 2)
+        return;
+    if (atomic_fetch_sub_explicit(&rt->zombie_objects, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_destroy(&rt->handler_lock);
+        free(rt);
+    }
 }
 
 void corio__future_unlink_waiter_locked(struct corio_future *f, struct corio__waiter *w)

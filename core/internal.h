@@ -236,9 +236,10 @@ struct corio_rt {
     _Atomic int state;
     atomic_bool stopping;                   /* workers leave when idle */
     atomic_flag late_cancel_busy;           /* one worker cancels late tasks (sched.c) */
-    _Atomic uint64_t ext_objects;           /* objects made off-worker, net */
+    /* objects made off-worker, net (may go below 0 as int64); from
+     * corio_rt_destroy() on, CORIO__EXT_CLOSED minus the frees since */
+    _Atomic uint64_t ext_objects;
     _Atomic int64_t zombie_objects;         /* after destroy: left to free */
-    atomic_bool destroyed;
     /* core/monitor.c */
     pthread_t mon_thread;
     pthread_mutex_t mon_lock;
@@ -268,6 +269,10 @@ struct corio_rt {
     void *shutdown_hook_arg;
     _Atomic(void *) default_executor;       /* pool/: created lazily */
 };
+
+/* corio_rt_destroy() closes rt->ext_objects by exchanging it for this:
+ * far above any real count (core/future.c corio__object_freed). */
+#define CORIO__EXT_CLOSED ((int64_t)1 << 62)
 
 /* ---- cross-file internal API ---- */
 

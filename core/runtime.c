@@ -351,9 +351,11 @@ int corio_run(corio_fn fn, void *arg, const corio_rt_options *opts, void **resul
     return rc;
 }
 
+/* Objects not freed yet; closes ext_objects (see corio__object_freed). */
 static uint64_t outstanding_objects(struct corio_rt *rt)
 {
-    uint64_t n = atomic_load(&rt->ext_objects);
+    uint64_t n = atomic_exchange_explicit(&rt->ext_objects, (uint64_t)CORIO__EXT_CLOSED,
+                                          memory_order_acq_rel);
     for (unsigned i = 0; i < rt->nworkers; i++)
         n += atomic_load(&rt->workers[i].objects_created) -
              atomic_load(&rt->workers[i].objects_freed);
@@ -400,10 +402,9 @@ int corio_rt_destroy(corio_rt *rt)
     corio__idle_fini(&rt->idle);
     corio__inject_fini(&rt->woken);
     corio__inject_fini(&rt->inject);
-    /* From here on, objects freed by other threads count down zombie_objects
-     * instead of the per-worker counters; the sum below includes them, so
-     * the count ends exact whatever the interleaving. */
-    atomic_store_explicit(&rt->destroyed, true, memory_order_seq_cst);
+    /* From the exchange in outstanding_objects() on, objects freed by other
+     * threads count down zombie_objects; the ones freed before it are out of
+     * the sum, so the count ends exact whatever the interleaving. */
     int64_t left = (int64_t)outstanding_objects(rt);
     workers_free(rt);
     int64_t prev = atomic_fetch_add_explicit(&rt->zombie_objects, left, memory_order_acq_rel);
