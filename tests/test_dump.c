@@ -48,6 +48,13 @@ static void *dump_thread(void *arg)
     return NULL;
 }
 
+static bool all_parked(const char *d)
+{
+    return d && strstr(d, "'dump-sleeper': parked on sleep") &&
+           strstr(d, "'dump-second': parked on sleep") &&
+           strstr(d, "'dump-waiter': parked on future");
+}
+
 static void *dump_main(void *arg)
 {
     struct dump_ctx *c = arg;
@@ -57,8 +64,15 @@ static void *dump_main(void *arg)
     CHECK_EQ(&c->ck, corio_spawn_ex(&t[0], sleeper, NULL, &(corio_spawn_options){.name = "dump-sleeper"}), 0);
     CHECK_EQ(&c->ck, corio_spawn_ex(&t[1], waiter, never, &(corio_spawn_options){.name = "dump-waiter"}), 0);
     CHECK_EQ(&c->ck, corio_spawn_ex(&t[2], sleeper, NULL, &(corio_spawn_options){.name = "dump-second"}), 0);
-    corio_sleep(20 * CORIO_MSEC);   /* all three park */
-    c->from_task = dump_to_string(c->rt, &c->n_task);
+    /* All three park soon, but a loaded (TSan) machine may take longer than
+     * any fixed sleep: dump again until they have, for up to 10 s. */
+    for (int tries = 0; tries < 2000; tries++) {
+        corio_sleep(5 * CORIO_MSEC);
+        free(c->from_task);
+        c->from_task = dump_to_string(c->rt, &c->n_task);
+        if (all_parked(c->from_task))
+            break;
+    }
     run_plain_thread(&c->ck, dump_thread, c);
     for (int i = 0; i < 3; i++) {
         corio_task_cancel(t[i], NULL);
