@@ -894,6 +894,12 @@ void corio__worker_main(struct corio__worker *w)
                 corio__idle_unpark_all(rt);
                 break;
             }
+            /* Its cancel round wakes late tasks from the scheduler fiber,
+             * into this worker's own LIFO slot, which wakes nobody: run
+             * them rather than park beside them and count on a thief (a
+             * hung shutdown left such a task in a parked worker's slot). */
+            if (corio__worker_has_queued(w))
+                continue;
             park(w);
             continue;
         }
