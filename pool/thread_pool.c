@@ -269,6 +269,17 @@ static void hand_off_locked(struct corio_thread_pool *p, struct idler *me, struc
     unlink_locked(p, me);
     me->item = item;
     if (atomic_exchange_explicit(&me->state, IDLE_WOKEN, memory_order_acq_rel) == IDLE_SLEEP) {
+        /* A wake of an earlier hand-off may still be in flight: that
+         * waker's wake_all() reads wake_next after its unlock (the slot's
+         * thread can wake by timeout, run the item and sleep again before
+         * then). Rewriting wake_next would splice its list into ours (a
+         * TSan report, and a second decrement of wakers that lets the slot
+         * go while we wake it); wake this one here, under the lock. The
+         * acquire pairs with wake_all()'s release decrement. */
+        if (atomic_load_explicit(&me->wakers, memory_order_acquire)) {
+            futex_wake(&me->state);
+            return;
+        }
         atomic_fetch_add_explicit(&me->wakers, 1, memory_order_relaxed);
         me->wake_next = *wake;
         *wake = me;
